@@ -1,0 +1,630 @@
+"""The process backend: one manager thread owns every worker, pipe and queued chunk.
+
+Other threads only append to the manager's queues and wake it (a byte on a pipe, written only when
+it sleeps). The manager waits on everything at once with a selector: each worker's result pipe
+(end of file there is the moment the worker dies), writability of task pipes that have output
+waiting, the zygote's reports and the wake-up pipe. Writes to workers are non-blocking and
+buffered, so a worker that stops reading never stalls the pool (the family of gh-94777).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import selectors
+import threading
+import time
+import traceback
+import types
+import weakref
+from collections import OrderedDict, deque
+from typing import Any
+
+from shoal._backends._launch import WorkerHandle, make_launcher
+from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
+from shoal._backends._worker import FUNCTION_CACHE_SIZE
+from shoal._core._backend import WorkerConfig
+from shoal._core._callbacks import mark_internal_thread
+from shoal._core._outcome import BROKEN, CANCELLED, DIED, TRANSPORT, Failure, short_repr
+from shoal._core._pickling import digest, dumps, loads
+from shoal._core._task import Chunk
+from shoal._errors import WorkerDied
+
+__all__ = ["ProcessBackend"]
+
+#: Chunks a worker holds at once: one running, one waiting in its pipe to hide the round trip.
+PREFETCH = 2
+#: How long a terminated worker has to exit on SIGTERM before SIGKILL.
+TERMINATE_GRACE = 1.0
+_WRITEV_MAX = 64
+
+_stable_wires: dict[Any, tuple[bytes, bytes]] = {}
+
+
+def _function_wire(fn: Any) -> tuple[bytes, bytes]:
+    """The (digest, pickled bytes) of a function. Importable functions are pickled once per
+    process: their pickle is a reference, and cannot go stale."""
+    try:
+        hit = _stable_wires.get(fn)
+    except TypeError:  # an unhashable callable
+        hit = None
+    if hit is not None:
+        return hit
+    blob = dumps(fn)
+    wire = (digest(blob), blob)
+    if (
+        isinstance(fn, types.FunctionType | types.BuiltinFunctionType)
+        and getattr(fn, "__module__", "__main__") != "__main__"
+        and "<" not in fn.__qualname__
+    ):
+        if len(_stable_wires) > 256:
+            _stable_wires.clear()
+        _stable_wires[fn] = wire
+    return wire
+
+
+class _Worker:
+    __slots__ = (
+        "assigned",
+        "functions",
+        "handle",
+        "inflight",
+        "out",
+        "quitting",
+        "reader",
+        "result_fd",
+        "retiring",
+        "slot",
+        "task_fd",
+        "writing",
+    )
+
+    def __init__(self, handle: WorkerHandle, task_fd: int, result_fd: int) -> None:
+        self.handle = handle
+        self.slot = handle.slot
+        self.task_fd = task_fd
+        self.result_fd = result_fd
+        self.out: deque[memoryview] = deque()
+        self.reader = FrameReader()
+        self.inflight: deque[Chunk] = deque()
+        self.functions: OrderedDict[bytes, None] = OrderedDict()
+        self.assigned = 0
+        self.retiring = False
+        self.quitting = False
+        self.writing = False
+
+
+class ProcessBackend:
+    """Runs chunks in worker processes (fork via a zygote, forkserver or spawn)."""
+
+    kind = "process"
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self._config = config
+        ctx = config.context if config.context is not None else multiprocessing.get_context()
+        self._context = ctx
+        self._max = config.max_workers
+        self._slots = ctx.RawArray("q", 2 * self._max)
+        self._slot_view = memoryview(self._slots).cast("B").cast("q")
+        self._init_blob = b"I" + dumps(
+            (config.initializer, config.initargs, config.max_tasks_per_child, config.init_logger)
+        )
+        self._pending: deque[Chunk] = deque()
+        self._commands: deque[tuple[Any, ...]] = deque()
+        self._workers: dict[int, _Worker] = {}
+        self._dying: list[tuple[_Worker, float]] = []
+        self._free_slots = list(range(self._max - 1, -1, -1))
+        self._cids = itertools.count(1)
+        self._closing = False
+        self._cancel_on_close = False
+        self._terminating = False
+        self._kill_at: float | None = None
+        self._broken: str | None = None
+        # Deaths in a row of workers that held no started task: a worker that cannot even start
+        # (a broken interpreter, an import error under spawn) must not be respawned for ever.
+        self._idle_deaths = 0
+        self._asleep = False
+        self._started = threading.Event()
+        self._ended = threading.Event()
+        self.stats = {"tasks": 0, "failed": 0, "workers_started": 0, "workers_died": 0}
+        # Under fork the zygote is forked here, before this pool's manager thread exists.
+        self._launcher = make_launcher(ctx, self._slots, config.name)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        # Closed only when nothing can call _wake() any more: closing them when the manager ends
+        # could let a late wake-up write into a reused fd number.
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        self._selector = selectors.DefaultSelector()
+        self._thread = threading.Thread(
+            target=self._run, name=f"{config.name}-manager", daemon=True
+        )
+        self._thread.start()
+
+    # ---- called from other threads -------------------------------------------------------
+
+    @property
+    def broken(self) -> str | None:
+        return self._broken
+
+    @property
+    def manager_thread(self) -> threading.Thread:
+        return self._thread
+
+    def _wake(self) -> None:
+        if self._asleep:
+            try:
+                os.write(self._wake_w, b"x")
+            except (BlockingIOError, OSError):
+                pass  # already a byte waiting, or the manager has ended
+
+    def _command(self, *cmd: Any) -> None:
+        self._commands.append(cmd)
+        self._wake()
+
+    def start(self) -> None:
+        self._command("start")
+        self._started.wait()
+
+    def submit(self, chunk: Chunk) -> None:
+        key, blob = _function_wire(chunk.fn)
+        chunk.wire = [key, blob, dumps(chunk.items), 0]
+        self._pending.append(chunk)
+        self._wake()
+
+    def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
+        self._command("close", cancel_pending)
+        if wait:
+            self.join()
+
+    def terminate(self) -> None:
+        self._command("terminate")
+
+    def join(self, timeout: float | None = None) -> bool:
+        if threading.current_thread() is self._thread:
+            return False
+        return self._ended.wait(timeout)
+
+    def workers(self) -> list[WorkerHandle]:
+        return [w.handle for w in list(self._workers.values())]
+
+    # ---- the manager thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        mark_internal_thread()
+        sel = self._selector
+        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        if self._launcher.fileno is not None:
+            sel.register(self._launcher.fileno, selectors.EVENT_READ, "zygote")
+        try:
+            while True:
+                self._handle_commands()
+                self._schedule()
+                if self._finished():
+                    break
+                timeout = self._timeout()
+                self._asleep = True
+                if self._commands or (self._pending and self._has_room()):
+                    timeout = 0
+                events = sel.select(timeout)
+                self._asleep = False
+                for key, _mask in events:
+                    data = key.data
+                    if data is None:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    elif data == "zygote":
+                        self._zygote_reports()
+                    elif data[0] == "r":
+                        self._read(data[1])
+                    else:
+                        self._flush(data[1])
+                self._reap()
+        except BaseException:  # pragma: no cover - a bug here must not hang the caller
+            traceback.print_exc()
+            self._broken = "shoal's manager thread failed; see the traceback above"
+            for w in list(self._workers.values()):
+                w.handle.kill()
+            self._fail_all(BROKEN, RuntimeError(self._broken))
+        finally:
+            self._close_everything()
+
+    def _finished(self) -> bool:
+        return (
+            (self._closing or self._terminating or self._broken is not None)
+            and not self._pending
+            and not self._workers
+            and not self._dying
+        )
+
+    def _timeout(self) -> float | None:
+        if self._dying:
+            return 0.005
+        if self._kill_at is not None:
+            return max(0.0, self._kill_at - time.monotonic())
+        return None
+
+    def _has_room(self) -> bool:
+        if self._broken is not None or self._terminating:
+            return True  # pending chunks are failed at once
+        if len(self._workers) < self._max and self._free_slots:
+            return True
+        return any(
+            len(w.inflight) < PREFETCH and not w.retiring and not w.quitting
+            for w in self._workers.values()
+        )
+
+    def _handle_commands(self) -> None:
+        commands = self._commands
+        while commands:
+            cmd = commands.popleft()
+            if cmd[0] == "start":
+                while len(self._workers) < self._max and self._free_slots and not self._closing:
+                    self._launch()
+                self._started.set()
+            elif cmd[0] == "close":
+                self._closing = True
+                if cmd[1]:
+                    self._cancel_on_close = True
+            elif cmd[0] == "terminate":
+                self._begin_terminate()
+
+    def _launch(self) -> _Worker | None:
+        slot = self._free_slots.pop()
+        self._slot_view[2 * slot] = 0
+        self._slot_view[2 * slot + 1] = -1
+        try:
+            handle, task_fd, result_fd = self._launcher.launch(slot)
+        except OSError as exc:
+            self._free_slots.append(slot)
+            self._break(f"could not start a worker process: {exc}")
+            return None
+        os.set_blocking(task_fd, False)
+        os.set_blocking(result_fd, False)
+        w = _Worker(handle, task_fd, result_fd)
+        self._workers[slot] = w
+        self.stats["workers_started"] += 1
+        self._selector.register(result_fd, selectors.EVENT_READ, ("r", w))
+        self._queue_out(w, self._init_blob)
+        return w
+
+    def _usable(self, w: _Worker) -> bool:
+        return not w.retiring and not w.quitting
+
+    def _schedule(self) -> None:
+        pending = self._pending
+        if self._broken is not None:
+            self._fail_all(BROKEN, RuntimeError(self._broken))
+            return
+        if self._terminating:
+            self._cancel_pending("the pool was terminated before this task ran")
+            return
+        if self._closing and self._cancel_on_close:
+            self._cancel_pending("the executor was shut down before this task ran")
+        if self._config.start_all and not self._closing and self._started.is_set():
+            while len(self._workers) < self._max and self._free_slots:
+                if self._launch() is None:
+                    return
+        if pending:
+            workers = self._workers.values()
+            for w in list(workers):
+                if not pending:
+                    break
+                if not w.inflight and self._usable(w):
+                    self._assign(w)
+            while pending and len(self._workers) < self._max and self._free_slots:
+                w2 = self._launch()
+                if w2 is None:
+                    return
+                self._assign(w2)
+            for w in list(workers):
+                while pending and len(w.inflight) < PREFETCH and self._usable(w):
+                    if not self._assign(w):
+                        break
+        if self._closing and not pending:
+            for w in list(self._workers.values()):
+                if not w.inflight and not w.quitting:
+                    w.quitting = True
+                    self._queue_out(w, b"Q")
+        for w in list(self._workers.values()):
+            if w.out:
+                self._flush(w)
+
+    def _assign(self, w: _Worker) -> bool:
+        """Give the next wanted chunk to ``w``; False when none is left."""
+        pending = self._pending
+        while pending:
+            chunk = pending.popleft()
+            if not chunk.sink.claim():
+                chunk.release()
+                continue
+            wire = chunk.wire
+            if wire is None:  # a remainder re-queued after a worker died
+                try:
+                    key, blob = _function_wire(chunk.fn)
+                    wire = chunk.wire = [key, blob, dumps(chunk.items), 0]
+                except BaseException as exc:  # noqa: BLE001
+                    self._deliver_all(chunk, Failure(TRANSPORT, exc))
+                    continue
+            key, blob, items_blob, _ = wire
+            cid = wire[3] = next(self._cids)
+            functions = w.functions
+            if key in functions:
+                functions.move_to_end(key)
+            else:
+                self._queue_out(w, b"F" + key + blob)
+                functions[key] = None
+                if len(functions) > FUNCTION_CACHE_SIZE:
+                    functions.popitem(last=False)
+            head = b"C" + CHUNK_HEAD.pack(cid, key, chunk.mode, len(chunk.indices))
+            self._queue_out(w, head, items_blob)
+            w.inflight.append(chunk)
+            w.assigned += 1
+            limit = self._config.max_tasks_per_child
+            if limit is not None and w.assigned >= limit:
+                w.retiring = True
+            return True
+        return False
+
+    def _queue_out(self, w: _Worker, head: bytes, body: bytes | None = None) -> None:
+        """Queue one frame: a length header, then the payload in one or two buffers (a big
+        argument is never copied into a joined buffer)."""
+        n = len(head) + (len(body) if body is not None else 0)
+        w.out.append(memoryview(frame_header(n)))
+        w.out.append(memoryview(head))
+        if body is not None:
+            w.out.append(memoryview(body))
+
+    def _flush(self, w: _Worker) -> None:
+        out = w.out
+        while out:
+            bufs = [out[i] for i in range(min(len(out), _WRITEV_MAX))]
+            try:
+                n = os.writev(w.task_fd, bufs)
+            except BlockingIOError:
+                break
+            except OSError:
+                out.clear()  # the worker is gone; its result pipe will say so
+                break
+            while n:
+                first = out[0]
+                if n >= len(first):
+                    n -= len(first)
+                    out.popleft()
+                else:
+                    out[0] = first[n:]
+                    n = 0
+        if out and not w.writing:
+            self._selector.register(w.task_fd, selectors.EVENT_WRITE, ("w", w))
+            w.writing = True
+        elif not out and w.writing:
+            self._selector.unregister(w.task_fd)
+            w.writing = False
+
+    def _read(self, w: _Worker) -> None:
+        try:
+            data = os.read(w.result_fd, max(1 << 16, min(w.reader.wants(), 1 << 24)))
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_eof(w)
+            return
+        for msg in w.reader.feed(data):
+            kind = msg[0]
+            if kind == 82:  # R
+                self._on_result(w, msg)
+            elif kind == 66:  # B: the initializer failed
+                message, tb = loads(memoryview(msg)[1:])
+                self._break(f"a worker's initializer failed: {message}{tb}")
+
+    def _on_result(self, w: _Worker, msg: bytes) -> None:
+        self._idle_deaths = 0
+        (cid,) = RESULT_HEAD.unpack_from(msg, 1)
+        chunk = w.inflight.popleft()
+        assert chunk.wire[3] == cid, (chunk.wire[3], cid)
+        try:
+            outcomes = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
+        except BaseException as exc:  # noqa: BLE001 - a result that cannot be unpickled here
+            self._deliver_all(chunk, Failure(TRANSPORT, exc, pid=w.handle.pid))
+            return
+        del msg
+        sink = chunk.sink
+        items = chunk.items
+        stats = self.stats
+        stats["tasks"] += len(outcomes)
+        try:
+            for pos, idx in enumerate(chunk.indices):
+                ok, value = outcomes[pos]
+                if not ok:
+                    stats["failed"] += 1
+                    value.args = short_repr(items[pos])
+                sink.deliver(idx, ok, value)
+        except BaseException:  # noqa: BLE001 - a facade bug must not end the manager
+            traceback.print_exc()
+        chunk.release()
+
+    def _deliver_all(self, chunk: Chunk, failure: Failure) -> None:
+        self.stats["failed"] += len(chunk.indices)
+        for pos, idx in enumerate(chunk.indices):
+            if failure.kind in (TRANSPORT, DIED) and pos < len(chunk.items):
+                failure = Failure(
+                    failure.kind, failure.exc, failure.tb, failure.pid, failure.detail,
+                    short_repr(chunk.items[pos]),
+                )
+            try:
+                chunk.sink.deliver(idx, False, failure)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+        chunk.release()
+
+    def _on_eof(self, w: _Worker) -> None:
+        sel = self._selector
+        sel.unregister(w.result_fd)
+        if w.writing:
+            sel.unregister(w.task_fd)
+            w.writing = False
+        os.close(w.result_fd)
+        os.close(w.task_fd)
+        w.out.clear()
+        self._dying.append((w, time.monotonic() + 2.0))
+
+    def _zygote_reports(self) -> None:
+        for kind, _slot, pid, _code in self._launcher.read_reports():
+            if kind == b"Z":
+                self._selector.unregister(self._launcher_fd_or(-1))
+                self._launcher.zygote_lost()
+                if not (self._closing or self._terminating):
+                    self._break("the zygote process that forks workers died")
+            elif kind == b"P" and self._terminating:
+                for w in self._workers.values():
+                    if w.handle.pid == pid:
+                        w.handle.terminate()
+
+    def _launcher_fd_or(self, default: int) -> int:
+        for key in list(self._selector.get_map().values()):
+            if key.data == "zygote":
+                return key.fd
+        return default
+
+    def _reap(self) -> None:
+        if not self._dying:
+            if self._kill_at is not None and time.monotonic() >= self._kill_at:
+                for w in self._workers.values():
+                    w.handle.kill()
+                self._kill_at = None
+            return
+        now = time.monotonic()
+        still = []
+        for w, deadline in self._dying:
+            if w.handle.exitcode is None and w.handle.is_alive() and now < deadline:
+                still.append((w, deadline))
+            else:
+                self._on_death(w)
+        self._dying = still
+        if self._kill_at is not None and now >= self._kill_at:
+            for w in self._workers.values():
+                w.handle.kill()
+            self._kill_at = None
+
+    def _on_death(self, w: _Worker) -> None:
+        del self._workers[w.slot]
+        self._free_slots.append(w.slot)
+        code = w.handle.exitcode
+        pid = w.handle.pid
+        inflight = list(w.inflight)
+        w.inflight.clear()
+        expected = code == 0 and not inflight and (w.retiring or w.quitting or self._closing)
+        if not expected and not self._terminating:
+            self.stats["workers_died"] += 1
+            started = bool(inflight) and self._slot_view[2 * w.slot] == inflight[0].wire[3]
+            self._idle_deaths = 0 if started else self._idle_deaths + 1
+            if self._idle_deaths >= max(3, self._max):
+                self._break(
+                    f"workers keep dying before they run any task (the last, pid {pid}, "
+                    f"{WorkerDied(pid, code)._describe().split(') ', 1)[-1]}); their stderr "
+                    "above may say why"
+                )
+        if not inflight:
+            return
+        if self._terminating or self._broken is not None:
+            for chunk in inflight:
+                if self._broken is not None:
+                    self._deliver_all(chunk, Failure(BROKEN, RuntimeError(self._broken)))
+                else:
+                    self._deliver_all(
+                        chunk, Failure(CANCELLED, RuntimeError("the pool was terminated"))
+                    )
+            return
+        running = inflight[0]
+        cid = self._slot_view[2 * w.slot]
+        pos = self._slot_view[2 * w.slot + 1]
+        requeue: list[Chunk] = []
+        if cid == running.wire[3]:
+            n = len(running.indices)
+            blamed = [pos] if 0 <= pos < n else list(range(n))
+            died = WorkerDied(pid, code)
+            for p in blamed:
+                self.stats["failed"] += 1
+                try:
+                    running.sink.deliver(
+                        running.indices[p],
+                        False,
+                        Failure(DIED, died, pid=pid, args=short_repr(running.items[p])),
+                    )
+                except BaseException:  # noqa: BLE001
+                    traceback.print_exc()
+            rest = [p for p in range(n) if p not in blamed]
+            if rest:
+                requeue.append(running.subset(rest))
+            running.release()
+        else:
+            requeue.append(running)
+        requeue.extend(inflight[1:])
+        for chunk in reversed(requeue):
+            if chunk.wire is not None:
+                chunk.wire[3] = 0
+            self._pending.appendleft(chunk)
+
+    def _cancel_pending(self, why: str) -> None:
+        while self._pending:
+            chunk = self._pending.popleft()
+            self._deliver_all(chunk, Failure(CANCELLED, RuntimeError(why)))
+
+    def _fail_all(self, kind: str, exc: BaseException) -> None:
+        while self._pending:
+            self._deliver_all(self._pending.popleft(), Failure(kind, exc))
+        for w in self._workers.values():
+            while w.inflight:
+                self._deliver_all(w.inflight.popleft(), Failure(kind, exc))
+
+    def _break(self, why: str) -> None:
+        if self._broken is not None:
+            return
+        self._broken = why
+        self._fail_all(BROKEN, RuntimeError(why))
+        self._stop_workers()
+
+    def _begin_terminate(self) -> None:
+        if self._terminating:
+            return
+        self._terminating = True
+        self._closing = True
+        self._cancel_pending("the pool was terminated before this task ran")
+        for w in self._workers.values():
+            while w.inflight:
+                self._deliver_all(
+                    w.inflight.popleft(), Failure(CANCELLED, RuntimeError("the pool was terminated"))
+                )
+        self._stop_workers()
+
+    def _stop_workers(self) -> None:
+        for w in self._workers.values():
+            w.quitting = True
+            w.handle.terminate()
+        self._kill_at = time.monotonic() + TERMINATE_GRACE
+
+    def _close_everything(self) -> None:
+        for w in list(self._workers.values()):
+            w.handle.kill()
+        try:
+            self._launcher.close()
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+        self._selector.close()
+        self._started.set()
+        self._ended.set()
+
+
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -1,0 +1,127 @@
+"""The process backend's wire format: length-prefixed frames on plain pipes.
+
+A frame is a 4-byte big-endian length and a payload; a payload of 4 GiB or more has the length
+0xFFFFFFFF and an 8-byte length after it. The payload's first byte says what it is.
+
+Parent to worker:
+  ``I`` + pickled (initializer, initargs, max_tasks, init_logger): the first frame, always.
+  ``F`` + 16-byte digest + pickled function: define a function (sent once per worker).
+  ``C`` + chunk id (8) + digest (16) + mode (1) + item count (4) + pickled items: run a chunk.
+  ``Q``: finish and exit.
+Worker to parent:
+  ``R`` + chunk id (8) + pickled list of outcomes: a chunk's results.
+  ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+__all__ = [
+    "CHUNK_HEAD",
+    "RESULT_HEAD",
+    "FrameReader",
+    "frame",
+    "frame_header",
+    "read_frame",
+    "write_all",
+]
+
+_LEN = struct.Struct("!I")
+_BIG = struct.Struct("!Q")
+_BIG_MARK = 0xFFFFFFFF
+#: ``C`` frames: chunk id, function digest, mode, item count.
+CHUNK_HEAD = struct.Struct("!Q16sBI")
+#: ``R`` frames: chunk id.
+RESULT_HEAD = struct.Struct("!Q")
+
+
+def frame(payload: bytes | bytearray | memoryview) -> bytes:
+    """The header for a payload (send ``header`` then ``payload``)."""
+    return frame_header(len(payload))
+
+
+def frame_header(n: int) -> bytes:
+    """The header for a payload of ``n`` bytes."""
+    if n < _BIG_MARK:
+        return _LEN.pack(n)
+    return _LEN.pack(_BIG_MARK) + _BIG.pack(n)
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte to a blocking fd (the worker's side)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    if n == 0:
+        return b""
+    first = os.read(fd, n)
+    if len(first) == n:
+        return first
+    if not first:
+        return None
+    buf = bytearray(first)
+    while len(buf) < n:
+        more = os.read(fd, n - len(buf))
+        if not more:
+            return None
+        buf += more
+    return bytes(buf)
+
+
+def read_frame(fd: int) -> bytes | None:
+    """Read one frame from a blocking fd; None at end of file (the other side is gone)."""
+    head = _read_exact(fd, 4)
+    if head is None:
+        return None
+    (n,) = _LEN.unpack(head)
+    if n == _BIG_MARK:
+        big = _read_exact(fd, 8)
+        if big is None:
+            return None
+        (n,) = _BIG.unpack(big)
+    return _read_exact(fd, n)
+
+
+class FrameReader:
+    """Cuts frames out of what a non-blocking fd delivers (the parent's side)."""
+
+    __slots__ = ("_buf", "_need")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._need = -1
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        frames: list[bytes] = []
+        while True:
+            if self._need < 0:
+                if len(buf) < 4:
+                    break
+                (n,) = _LEN.unpack_from(buf)
+                if n == _BIG_MARK:
+                    if len(buf) < 12:
+                        break
+                    (n,) = _BIG.unpack_from(buf, 4)
+                    del buf[:12]
+                else:
+                    del buf[:4]
+                self._need = n
+            if len(buf) < self._need:
+                break
+            n = self._need
+            frames.append(bytes(buf[:n]))
+            del buf[:n]
+            self._need = -1
+        return frames
+
+    def wants(self) -> int:
+        """How many more bytes the frame being read needs (a read size hint)."""
+        return max(self._need - len(self._buf), 0)

@@ -1,0 +1,191 @@
+"""The worker's loop: what runs inside every worker process of the process backend.
+
+Before running item ``i`` of chunk ``c`` the worker writes ``(c, i)`` into its slot of a shared
+array (no system call), so when it dies the parent knows exactly which task it held: item -1 means
+it was still unpickling the chunk, item ``n`` (the chunk's length) that it was pickling results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, frame, read_frame, write_all
+from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
+from shoal._core._pickling import dumps_result, loads, rebind_to_main
+from shoal._core._task import ONE, STAR
+
+__all__ = ["FUNCTION_CACHE_SIZE", "serve", "set_parent_death_signal"]
+
+#: How many functions a worker keeps; the parent mirrors the same LRU to know what it sent.
+FUNCTION_CACHE_SIZE = 64
+
+_R = ord("R")
+_C = ord("C")
+_F = ord("F")
+_Q = ord("Q")
+
+
+def set_parent_death_signal(expected_parent: int | None) -> None:
+    """Die with our parent (Linux PR_SET_PDEATHSIG), and check it did not die before we asked."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    ppid = os.getppid()
+    if ppid == 1 or (expected_parent is not None and ppid != expected_parent):
+        os._exit(1)
+
+
+def _remote_tb(exc: BaseException) -> str:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f'\n"""\n{tb}"""'
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        dumps_result(exc)
+        return exc
+    except BaseException:  # noqa: BLE001
+        import pickle
+
+        return pickle.PicklingError(f"{type(exc).__name__}: {exc}")
+
+
+class _Unloadable:
+    """Stands in for a function that could not be unpickled: each call reports that error."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _encode(cid: int, out: list[tuple[bool, Any]], pid: int) -> bytes:
+    head = b"R" + RESULT_HEAD.pack(cid)
+    try:
+        return head + dumps_result(out)
+    except BaseException:  # noqa: BLE001 - some item cannot be pickled: find which
+        pass
+    fixed: list[tuple[bool, Any]] = []
+    for ok, value in out:
+        try:
+            dumps_result((ok, value))
+            fixed.append((ok, value))
+        except BaseException as exc:  # noqa: BLE001
+            # A SystemExit raised while pickling is the task's own error; anything else means
+            # the result could not be encoded.
+            kind = ENCODE if isinstance(exc, Exception) else RAISED
+            what = value.exc if isinstance(value, Failure) else value
+            fixed.append(
+                (False, Failure(kind, _picklable(exc), _remote_tb(exc), pid, short_repr(what)))
+            )
+    return head + dumps_result(fixed)
+
+
+def _run_chunk(
+    fn: Callable[..., Any], mode: int, items: list[Any], slots: Any, at: int, pid: int
+) -> list[tuple[bool, Any]]:
+    out: list[tuple[bool, Any]] = []
+    append = out.append
+    for pos, item in enumerate(items):
+        slots[at] = pos
+        try:
+            if mode == ONE:
+                append((True, fn(item)))
+            elif mode == STAR:
+                append((True, fn(*item)))
+            else:
+                append((True, fn(*item[0], **item[1])))
+        except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
+            append((False, Failure(RAISED, exc, _remote_tb(exc), pid)))
+            del exc
+    slots[at] = len(items)
+    return out
+
+
+def _send(fd: int, payload: bytes) -> None:
+    if len(payload) < 65536:
+        write_all(fd, frame(payload) + payload)
+    else:
+        write_all(fd, frame(payload))
+        write_all(fd, payload)
+
+
+def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
+    """Run the worker protocol until told to quit or the parent goes away; returns the exit code.
+
+    Args:
+        task_fd: read end of the pipe the parent sends frames on.
+        result_fd: write end of the pipe results go back on.
+        slots: the shared ``(chunk id, item)`` array, as a memoryview of int64.
+        slot_index: this worker's slot.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    pid = os.getpid()
+    at_chunk = 2 * slot_index
+    at_item = at_chunk + 1
+    first = read_frame(task_fd)
+    if first is None:
+        return 0
+    initializer, initargs, max_tasks, init_logger = loads(memoryview(first)[1:])
+    if initializer is not None:
+        try:
+            rebind_to_main(initializer)(*initargs)
+        except BaseException as exc:  # noqa: BLE001
+            logging.getLogger(init_logger).critical("Exception in initializer:", exc_info=True)
+            _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
+            return 1
+        del initializer, initargs
+    functions: OrderedDict[bytes, Any] = OrderedDict()
+    done = 0
+    while True:
+        msg = read_frame(task_fd)
+        if msg is None:
+            return 0
+        kind = msg[0]
+        if kind == _C:
+            cid, key, mode, count = CHUNK_HEAD.unpack_from(msg, 1)
+            slots[at_chunk] = cid
+            slots[at_item] = -1
+            fn = functions[key]
+            functions.move_to_end(key)
+            try:
+                items = loads(memoryview(msg)[1 + CHUNK_HEAD.size :])
+                if isinstance(fn, _Unloadable):
+                    raise fn.exc
+            except BaseException as exc:  # noqa: BLE001 - includes a SystemExit in __setstate__
+                fail = Failure(TRANSPORT, _picklable(exc), _remote_tb(exc), pid)
+                out: list[tuple[bool, Any]] = [(False, fail)] * count
+                del exc
+            else:
+                del msg
+                out = _run_chunk(fn, mode, items, slots, at_item, pid)
+                del items
+            del fn
+            _send(result_fd, _encode(cid, out, pid))
+            del out
+            done += 1
+            if max_tasks is not None and done >= max_tasks:
+                return 0
+        elif kind == _F:
+            key = bytes(msg[1:17])
+            try:
+                functions[key] = rebind_to_main(loads(memoryview(msg)[17:]))
+            except BaseException as exc:  # noqa: BLE001
+                functions[key] = _Unloadable(exc)
+                del exc
+            if len(functions) > FUNCTION_CACHE_SIZE:
+                functions.popitem(last=False)
+        elif kind == _Q:
+            return 0
+        else:  # pragma: no cover - a bug in the parent, not a user error
+            raise RuntimeError(f"shoal worker: unknown frame {kind!r}")

@@ -1,0 +1,1 @@
+"""Backend-neutral core: tasks, futures, outcome transport, scheduling, the Backend protocol."""

@@ -1,0 +1,235 @@
+"""Result objects both facades and ``shoal.map`` build on: one value, a list, or a stream.
+
+Each is a :class:`shoal._core._task.Sink`: a backend records item outcomes on its own thread
+(``deliver`` never blocks); user callbacks run on the pool's callback thread, before the result
+becomes ready, as ``multiprocessing.Pool`` does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from typing import Any
+
+from shoal._core._callbacks import CallbackRunner, in_internal_thread
+from shoal._core._outcome import BROKEN, CANCELLED, Failure
+
+__all__ = ["ListJob", "Presentation", "StreamJob", "ValueJob"]
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a facade shows failures: its stdlib's classes."""
+
+    #: Class for a worker's traceback as ``__cause__`` (None: the thread backend).
+    remote_tb: type[Exception] | None
+    #: multiprocessing.Pool style: an unpicklable result is a MaybeEncodingError.
+    pool_style: bool
+    #: Raised when a wait runs out.
+    timeout_error: type[Exception]
+    #: Raised for every task once the initializer failed.
+    broken_error: type[Exception]
+
+    def exception(self, failure: Failure, task: object) -> BaseException:
+        if failure.kind == CANCELLED:
+            err = CancelledError(str(failure.exc))
+            return err
+        if failure.kind == BROKEN:
+            return self.broken_error(str(failure.exc))
+        return failure.to_exception(
+            remote_tb=self.remote_tb, pool_style=self.pool_style, task=task
+        )
+
+
+class _Job:
+    """Shared waiting logic: an event set once the job is complete."""
+
+    def __init__(
+        self,
+        presentation: Presentation,
+        runner: CallbackRunner | None,
+        callback: Callable[[Any], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> None:
+        self._presentation = presentation
+        self._runner = runner
+        self._callback = callback
+        self._error_callback = error_callback
+        self._event = threading.Event()
+        self._success: bool | None = None
+        self._value: Any = None
+
+    def claim(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return bool(self._success)
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._event.wait(timeout)
+
+    def get(self, timeout: float | None = None) -> Any:
+        self.wait(timeout)
+        if not self.ready():
+            raise self._presentation.timeout_error
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _complete(self, success: bool, value: Any) -> None:
+        """Record the final outcome; callbacks (if any) run first, on the callback thread."""
+        self._success = success
+        self._value = value
+        callback = self._callback if success else self._error_callback
+        if callback is None:
+            self._finish()
+        elif self._runner is not None and in_internal_thread():
+            self._runner.post(self._run_callback, callback, value)
+        else:
+            self._run_callback(callback, value)
+
+    def _run_callback(self, callback: Callable[[Any], object], value: Any) -> None:
+        try:
+            callback(value)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._callback = self._error_callback = None
+        self._event.set()
+
+
+class ValueJob(_Job):
+    """One task's result (``apply_async``)."""
+
+    def __init__(self, task: int, presentation: Presentation, runner: CallbackRunner | None,
+                 callback: Callable[[Any], object] | None = None,
+                 error_callback: Callable[[BaseException], object] | None = None) -> None:
+        super().__init__(presentation, runner, callback, error_callback)
+        self._task = task
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        if ok:
+            self._complete(True, value)
+        else:
+            self._complete(False, self._presentation.exception(value, self._task))
+
+
+class ListJob(_Job):
+    """Many items' results in order (``map_async``); the first failure completes it."""
+
+    def __init__(self, length: int, presentation: Presentation, runner: CallbackRunner | None,
+                 callback: Callable[[Any], object] | None = None,
+                 error_callback: Callable[[BaseException], object] | None = None) -> None:
+        super().__init__(presentation, runner, callback, error_callback)
+        self._values: list[Any] = [None] * length
+        self._left = length
+        self._failed = False
+        self._lock = threading.Lock()
+        if length == 0:
+            self._complete(True, self._values)
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        with self._lock:
+            self._left -= 1
+            if self._failed:
+                return
+            if ok:
+                self._values[index] = value
+                if self._left == 0:
+                    values, self._values = self._values, []
+                    self._complete(True, values)
+                return
+            self._failed = True
+            self._values = []
+        self._complete(False, self._presentation.exception(value, index))
+
+    def fail_rest(self, exc: BaseException) -> None:
+        """The input could not be sent (pickling): fail now, whatever is still running."""
+        with self._lock:
+            if self._failed or self.ready():
+                return
+            self._failed = True
+            self._values = []
+        self._complete(False, exc)
+
+
+class StreamJob:
+    """Results as an iterator, in input order or as they finish (``imap``, ``imap_unordered``).
+
+    The length is known only once the input is exhausted (``set_length``)."""
+
+    def __init__(self, ordered: bool, presentation: Presentation) -> None:
+        self._ordered = ordered
+        self._presentation = presentation
+        self._cond = threading.Condition(threading.Lock())
+        self._items: dict[int, tuple[bool, Any]] = {}
+        self._arrived: deque[tuple[bool, Any, int]] = deque()
+        self._next = 0
+        self._length: int | None = None
+        self.consumed = 0
+
+    def claim(self) -> bool:
+        return True
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        with self._cond:
+            if self._ordered:
+                self._items[index] = (ok, value)
+                if index == self._next:
+                    self._cond.notify()
+            else:
+                self._arrived.append((ok, value, index))
+                self._cond.notify()
+
+    def set_length(self, length: int) -> None:
+        with self._cond:
+            self._length = length
+            self._cond.notify_all()
+
+    def __iter__(self) -> StreamJob:
+        return self
+
+    def _take(self) -> tuple[bool, Any, int] | None:
+        if self._ordered:
+            got = self._items.pop(self._next, None)
+            if got is None:
+                return None
+            self._next += 1
+            return (got[0], got[1], self._next - 1)
+        if self._arrived:
+            self._next += 1
+            return self._arrived.popleft()
+        return None
+
+    def next(self, timeout: float | None = None) -> Any:
+        with self._cond:
+            got = self._take()
+            if got is None:
+                if self._length is not None and self._next >= self._length:
+                    raise StopIteration
+                self._cond.wait_for(
+                    lambda: (self._next in self._items if self._ordered else bool(self._arrived))
+                    or (self._length is not None and self._next >= self._length),
+                    timeout,
+                )
+                got = self._take()
+                if got is None:
+                    if self._length is not None and self._next >= self._length:
+                        raise StopIteration from None
+                    raise self._presentation.timeout_error from None
+            self.consumed += 1
+        ok, value, index = got
+        if ok:
+            return value
+        raise self._presentation.exception(value, index)
+
+    __next__ = next  # type: ignore[assignment]

@@ -1,0 +1,116 @@
+"""Pickling rules shared by the parent and its workers (DESIGN.md, Pickling).
+
+* Functions and arguments: plain pickle, except that functions and classes of ``__main__`` (and
+  anything plain pickle cannot send: lambdas, closures) travel by value through cloudpickle, so a
+  worker that never ran the main script, or was forked before they were defined, can still run
+  them.
+* In a worker, code that arrived by value is rebound to one namespace per worker (the worker's own
+  ``__main__``), so an initializer that sets a global is seen by later tasks.
+* Results: plain pickle, except that classes and functions of ``__main__`` go back by reference,
+  so the parent gets its own class back rather than a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import sys
+import types
+from typing import Any
+
+__all__ = [
+    "PROTOCOL",
+    "digest",
+    "dumps",
+        "dumps_result",
+    "loads",
+    "lookup_main",
+    "rebind_to_main",
+]
+
+PROTOCOL = 5
+
+_FUNCTION_TYPES = (types.FunctionType, type)
+
+
+def _by_value(obj: Any) -> bool:
+    return getattr(obj, "__module__", None) == "__main__"
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle a function or arguments for a worker.
+
+    cloudpickle already has the rule we want: importable functions and classes by reference,
+    ``__main__`` ones, lambdas and closures by value.
+    """
+    import cloudpickle
+
+    return bytes(cloudpickle.dumps(obj, protocol=PROTOCOL))
+
+
+def digest(data: bytes) -> bytes:
+    """A key for a pickled function: never ``id()``, which Python reuses."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+loads = pickle.loads
+
+
+def lookup_main(qualname: str) -> Any:
+    """Resolve a ``__main__`` name in this process (how results refer to the parent's classes)."""
+    obj: Any = sys.modules["__main__"]
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _ResultPickler(pickle.Pickler):
+    """Plain pickle; ``__main__`` classes and functions go back by reference to the parent's."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            isinstance(obj, _FUNCTION_TYPES)
+            and _by_value(obj)
+            and "<" not in obj.__qualname__
+        ):
+            return (lookup_main, (obj.__qualname__,))
+        return NotImplemented
+
+
+def dumps_result(obj: Any) -> bytes:
+    """Pickle a worker's result for the parent."""
+    buf = io.BytesIO()
+    _ResultPickler(buf, protocol=PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def rebind_to_main(fn: Any, _seen: dict[int, Any] | None = None) -> Any:
+    """Give a function that arrived by value the worker's ``__main__`` namespace as its globals.
+
+    cloudpickle gives each by-value function a fresh globals dict; without this an initializer
+    that sets a global would set it in a dict no later task reads. Names the worker already has
+    keep the worker's value (the initializer's), the others are filled in from what arrived.
+    """
+    if not isinstance(fn, types.FunctionType) or not _by_value(fn):
+        return fn
+    main_ns = sys.modules["__main__"].__dict__
+    if fn.__globals__ is main_ns:
+        return fn
+    seen = {} if _seen is None else _seen
+    if id(fn) in seen:
+        return seen[id(fn)]
+    new = types.FunctionType(
+        fn.__code__, main_ns, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    seen[id(fn)] = new
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__qualname__ = fn.__qualname__
+    new.__dict__.update(fn.__dict__)
+    new.__annotations__ = fn.__annotations__
+    new.__module__ = fn.__module__
+    for name in fn.__code__.co_names:
+        if name in fn.__globals__ and name not in main_ns:
+            value = fn.__globals__[name]
+            main_ns[name] = rebind_to_main(value, seen)
+    return new

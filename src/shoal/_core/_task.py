@@ -1,0 +1,114 @@
+"""The unit of work every backend runs: a chunk of calls to one function.
+
+A facade turns ``apply``/``submit``/``map`` into chunks; a backend runs each chunk on a worker and
+hands every item's outcome back to the chunk's sink (the facade's result object). Backends know
+nothing of the facades beyond the :class:`Sink` protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+__all__ = ["CALL", "ONE", "STAR", "Chunk", "Sink", "call_item", "run_items"]
+
+#: ``fn(*args, **kwargs)``; each item is an ``(args, kwargs)`` pair (apply, submit).
+CALL = 0
+#: ``fn(item)`` (map, imap).
+ONE = 1
+#: ``fn(*item)`` (starmap, Executor.map).
+STAR = 2
+
+
+class Sink(Protocol):
+    """What a backend reports to: the facade's result object for one job."""
+
+    def claim(self) -> bool:
+        """Called before a chunk goes to a worker; False means cancelled, so drop it."""
+        ...
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        """Record one item's outcome. Must not block: it runs on the backend's own thread.
+
+        ``value`` is the result when ``ok``, else a :class:`shoal._core._outcome.Failure`.
+        """
+        ...
+
+
+class Chunk:
+    """A batch of calls to one function, with the positions its items hold in their job."""
+
+    __slots__ = ("fn", "indices", "items", "mode", "sink", "wire")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        mode: int,
+        items: Sequence[Any],
+        indices: Sequence[int],
+        sink: Sink,
+    ) -> None:
+        self.fn = fn
+        self.mode = mode
+        self.items = items
+        self.indices = indices
+        self.sink = sink
+        #: What a backend caches for sending (the process backend's encoded payload).
+        self.wire: Any = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def subset(self, positions: Sequence[int]) -> Chunk:
+        """A chunk of some of this chunk's items (to run again after a worker died)."""
+        return Chunk(
+            self.fn,
+            self.mode,
+            [self.items[p] for p in positions],
+            [self.indices[p] for p in positions],
+            self.sink,
+        )
+
+    def release(self) -> None:
+        """Drop every reference to the user's function and arguments once the chunk is done."""
+        self.fn = None  # type: ignore[assignment]
+        self.items = ()
+        self.wire = None
+
+
+def call_item(fn: Callable[..., Any], mode: int, item: Any) -> Any:
+    """Run one item the way its mode says."""
+    if mode == ONE:
+        return fn(item)
+    if mode == STAR:
+        return fn(*item)
+    args, kwargs = item
+    return fn(*args, **kwargs)
+
+
+def run_items(
+    fn: Callable[..., Any],
+    mode: int,
+    items: Sequence[Any],
+    on_start: Callable[[int], None] | None = None,
+) -> list[tuple[bool, Any]]:
+    """Run every item of a chunk; one failing item does not stop the others.
+
+    Returns ``(True, result)`` or ``(False, exception)`` per item. BaseExceptions such as
+    SystemExit are the task's own error, not the worker's end.
+    """
+    out: list[tuple[bool, Any]] = []
+    append = out.append
+    for pos, item in enumerate(items):
+        if on_start is not None:
+            on_start(pos)
+        try:
+            if mode == ONE:
+                append((True, fn(item)))
+            elif mode == STAR:
+                append((True, fn(*item)))
+            else:
+                append((True, fn(*item[0], **item[1])))
+        except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
+            append((False, exc))
+    return out

@@ -1,0 +1,340 @@
+"""The ``concurrent.futures`` facade: :class:`ProcessPoolExecutor` and :class:`ThreadPoolExecutor`.
+
+Same constructors, ``submit``/``map``/``shutdown`` and exceptions as the stdlib; futures are
+:class:`shoal.Future` (a ``concurrent.futures.Future`` that is also awaitable). Workers start on
+demand, as the stdlib's do.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import multiprocessing
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import _RemoteTraceback  # type: ignore[attr-defined]
+from typing import Any
+
+from shoal._core._backend import WorkerConfig, create_backend
+from shoal._core._callbacks import CallbackRunner
+from shoal._core._cpu import cpu_count
+from shoal._core._future import Future
+from shoal._core._jobs import Presentation
+from shoal._core._lifecycle import exiting, track
+from shoal._core._outcome import CANCELLED
+from shoal._core._task import CALL, STAR, Chunk
+from shoal._errors import PoolBroken, ThreadPoolBroken
+
+__all__ = ["Executor", "ProcessPoolExecutor", "ThreadPoolExecutor"]
+
+_PROCESS_STYLE = Presentation(
+    remote_tb=_RemoteTraceback,
+    pool_style=False,
+    timeout_error=TimeoutError,
+    broken_error=PoolBroken,
+)
+_THREAD_STYLE = Presentation(
+    remote_tb=None,
+    pool_style=False,
+    timeout_error=TimeoutError,
+    broken_error=ThreadPoolBroken,
+)
+
+
+class _FutureSink:
+    """Connects one future to the backend: a chunk of one call, or of a ``map`` batch (whose
+    future's result is the batch's list of results; the first failure fails it)."""
+
+    __slots__ = ("future", "left", "presentation", "task", "values")
+
+    def __init__(
+        self, future: Future, presentation: Presentation, task: int, batch: int | None
+    ) -> None:
+        self.future = future
+        self.presentation = presentation
+        self.task = task
+        self.values: list[Any] | None = [None] * batch if batch is not None else None
+        self.left = batch or 1
+
+    def claim(self) -> bool:
+        return self.future.set_running_or_notify_cancel()
+
+    def deliver(self, index: int, ok: bool, value: Any) -> None:
+        future = self.future
+        if future.done():
+            return
+        try:
+            if not ok:
+                if value.kind == CANCELLED and not future.running():
+                    future.cancel()
+                    return
+                future.set_exception(self.presentation.exception(value, self.task + index))
+            elif self.values is None:
+                future.set_result(value)
+            else:
+                self.values[index] = value
+                self.left -= 1
+                if self.left == 0:
+                    values, self.values = self.values, None
+                    future.set_result(values)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled by its owner meanwhile
+
+
+class Executor(concurrent.futures.Executor):
+    """What both executors share: submit, map, shutdown over a shoal backend."""
+
+    _backend_name = "process"
+    _presentation = _PROCESS_STYLE
+    _broken_error: type[Exception] = PoolBroken
+
+    def _setup(self, config: WorkerConfig) -> None:
+        self._shutdown_lock = threading.Lock()
+        self._shutdown_thread = False
+        self._tasks = itertools.count()
+        self._runner = CallbackRunner(f"{type(self).__name__}-callbacks")
+        self._backend: Any = create_backend(self._backend_name, config)
+        track(self._backend, drain=True)
+        # An executor nobody holds any more finishes its queued work, then its workers exit.
+        self._finalizer = weakref.finalize(self, _shutdown_backend, self._backend)
+        self._finalizer.atexit = False
+
+    @property
+    def _broken(self) -> str | bool:
+        return self._backend.broken or False
+
+    def statistics(self) -> dict[str, int]:
+        """Counts of tasks done and failed, and of workers started and lost."""
+        return dict(self._backend.stats)
+
+    def _new_future(self) -> Future:
+        future = Future()
+        future._runner = self._runner
+        return future
+
+    def _check_open(self) -> None:
+        broken = self._backend.broken
+        if broken is not None:
+            raise self._broken_error(broken)
+        if self._shutdown_thread:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if exiting():
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Schedule ``fn(*args, **kwargs)``; returns a Future. Arguments that cannot be pickled
+        give an already-failed future."""
+        with self._shutdown_lock:
+            self._check_open()
+            future = self._new_future()
+            task = next(self._tasks)
+            chunk = Chunk(fn, CALL, [(args, kwargs)], [0], _FutureSink(future, self._presentation, task, None))
+            try:
+                self._backend.submit(chunk)
+            except Exception as exc:  # noqa: BLE001
+                future.set_running_or_notify_cancel()
+                future.set_exception(exc)
+            return future
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Like ``map(fn, *iterables)``, run in the workers. The input is read at once (as the
+        stdlib does); ``chunksize`` batches items into one message per batch."""
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        futures: list[Future] = []
+        with self._shutdown_lock:
+            self._check_open()
+            args = zip(*iterables, strict=False)
+            while True:
+                batch = list(itertools.islice(args, chunksize))
+                if not batch:
+                    break
+                future = self._new_future()
+                task = next(self._tasks)
+                sink = _FutureSink(
+                    future, self._presentation, task, None if chunksize == 1 else len(batch)
+                )
+                chunk = Chunk(fn, STAR, batch, range(len(batch)), sink)
+                try:
+                    self._backend.submit(chunk)
+                except Exception as exc:  # noqa: BLE001
+                    future.set_running_or_notify_cancel()
+                    future.set_exception(exc)
+                futures.append(future)
+        return _iterate(futures, end_time, single=chunksize == 1)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more work; with ``cancel_futures`` drop what has not started. With ``wait``,
+        return once every worker has exited."""
+        with self._shutdown_lock:
+            self._shutdown_thread = True
+        self._backend.shutdown(wait=False, cancel_pending=cancel_futures)
+        if wait:
+            self._backend.join()
+            self._runner.stop(wait=True)
+
+
+def _iterate(futures: list[Future], end_time: float | None, single: bool) -> Iterator[Any]:
+    # A generator separate from map() so that map() itself submits eagerly, and cancels what is
+    # left when the caller stops iterating (or a wait times out).
+    futures.reverse()
+    try:
+        while futures:
+            future = futures.pop()
+            try:
+                if end_time is None:
+                    value = future.result()
+                else:
+                    value = future.result(end_time - time.monotonic())
+            finally:
+                future.cancel()
+            if single:
+                yield value
+            else:
+                yield from value
+            del future, value
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _shutdown_backend(backend: Any) -> None:
+    backend.shutdown(wait=False, cancel_pending=False)
+
+
+class ProcessPoolExecutor(Executor):
+    """A ``concurrent.futures.ProcessPoolExecutor`` on shoal's process backend.
+
+    Args:
+        max_workers: the most worker processes; None means one per usable CPU.
+        mp_context: a ``multiprocessing`` context; None means the platform's default, or spawn
+            when ``max_tasks_per_child`` is given (as the stdlib does).
+        initializer: called as ``initializer(*initargs)`` in each worker when it starts.
+        initargs: arguments for ``initializer``.
+        max_tasks_per_child: replace a worker after this many tasks.
+
+    Raises:
+        ValueError: ``max_workers`` <= 0, ``max_tasks_per_child`` <= 0, or
+            ``max_tasks_per_child`` with the fork start method.
+        TypeError: ``initializer`` not callable, ``max_tasks_per_child`` not an int.
+    """
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        mp_context: Any = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        max_tasks_per_child: int | None = None,
+    ) -> None:
+        if max_workers is None:
+            max_workers = cpu_count()
+        elif max_workers <= 0:
+            raise ValueError(
+                "max_workers must be greater than 0 (shoal: None means one per usable CPU)"
+            )
+        if isinstance(mp_context, str):
+            mp_context = multiprocessing.get_context(mp_context)
+        if mp_context is None:
+            mp_context = multiprocessing.get_context(
+                "spawn" if max_tasks_per_child is not None else None
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
+            if mp_context.get_start_method(allow_none=False) == "fork":
+                raise ValueError(
+                    "max_tasks_per_child is incompatible with the 'fork' multiprocessing start "
+                    "method; supply a different mp_context."
+                )
+        self._max_workers = max_workers
+        self._mp_context = mp_context
+        self._initializer = initializer
+        self._initargs = initargs
+        self._setup(
+            WorkerConfig(
+                max_workers=max_workers,
+                initializer=initializer,
+                initargs=tuple(initargs),
+                max_tasks_per_child=max_tasks_per_child,
+                context=mp_context,
+                start_all=False,
+                init_logger="concurrent.futures",
+                name="ShoalExecutor",
+            )
+        )
+
+    @property
+    def _processes(self) -> dict[int | None, Any]:
+        """The live workers by pid (handles with ``is_alive()``, ``join()``, ``exitcode``)."""
+        return {h.pid: h for h in self._backend.workers()}
+
+    @property
+    def _executor_manager_thread(self) -> threading.Thread:
+        return self._backend.manager_thread  # type: ignore[no-any-return]
+
+
+class ThreadPoolExecutor(Executor):
+    """A ``concurrent.futures.ThreadPoolExecutor`` on shoal's thread backend.
+
+    Args:
+        max_workers: the most threads; None means ``min(32, os.cpu_count() + 4)`` (the stdlib's).
+        thread_name_prefix: names threads ``{prefix}_{n}``.
+        initializer: called as ``initializer(*initargs)`` in each thread when it starts.
+        initargs: arguments for ``initializer``.
+    """
+
+    _backend_name = "thread"
+    _presentation = _THREAD_STYLE
+    _broken_error = ThreadPoolBroken
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        if max_workers is None:
+            max_workers = min(32, (os.cpu_count() or 1) + 4)
+        if max_workers <= 0:
+            raise ValueError(
+                "max_workers must be greater than 0 (shoal: None picks min(32, CPUs + 4))"
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
+        self._initializer = initializer
+        self._initargs = initargs
+        self._setup(
+            WorkerConfig(
+                max_workers=max_workers,
+                initializer=initializer,
+                initargs=tuple(initargs),
+                start_all=False,
+                init_logger="concurrent.futures",
+                name=self._thread_name_prefix,
+            )
+        )
+
+    @property
+    def _threads(self) -> set[threading.Thread]:
+        return set(self._backend.threads())
+

@@ -1,0 +1,372 @@
+"""The ``multiprocessing.Pool`` facade: :class:`Pool` and :class:`ThreadPool`.
+
+Same constructor, methods, result objects and exceptions as ``multiprocessing.pool``; the work
+runs on shoal's own backends (never on ``multiprocessing.pool.Pool``). Where shoal does better
+than the stdlib (a worker that dies fails its task instead of hanging the pool), docs/compat.md
+says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import multiprocessing.pool as _mp_pool
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from shoal._core._backend import WorkerConfig, create_backend
+from shoal._core._callbacks import CallbackRunner
+from shoal._core._cpu import cpu_count
+from shoal._core._jobs import ListJob, Presentation, StreamJob, ValueJob
+from shoal._core._lifecycle import track
+from shoal._core._schedule import default_chunksize, start_feeder, submit_list
+from shoal._core._task import CALL, ONE, STAR, Chunk
+from shoal._errors import PoolBroken, ThreadPoolBroken
+
+__all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "ThreadPool"]
+
+RUN = _mp_pool.RUN
+CLOSE = _mp_pool.CLOSE
+TERMINATE = _mp_pool.TERMINATE
+
+_PROCESS_STYLE = Presentation(
+    remote_tb=_mp_pool.RemoteTraceback,
+    pool_style=True,
+    timeout_error=multiprocessing.TimeoutError,
+    broken_error=PoolBroken,
+)
+_THREAD_STYLE = Presentation(
+    remote_tb=None,
+    pool_style=True,
+    timeout_error=multiprocessing.TimeoutError,
+    broken_error=ThreadPoolBroken,
+)
+
+
+class ApplyResult(ValueJob):
+    """The result of ``apply_async``: ``get``, ``wait``, ``ready``, ``successful``."""
+
+    def __repr__(self) -> str:
+        state = "ready" if self.ready() else "pending"
+        return f"<shoal.AsyncResult task={self._task} {state}>"
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ListJob):
+    """The result of ``map_async``/``starmap_async``: a list, in input order."""
+
+    def __repr__(self) -> str:
+        state = "ready" if self.ready() else "pending"
+        return f"<shoal.MapResult {state}>"
+
+
+class IMapIterator(StreamJob):
+    """The iterator ``imap``/``imap_unordered`` return; ``next(timeout)`` as in the stdlib."""
+
+
+def _check_chunksize(chunksize: int | None) -> None:
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise ValueError(
+            f"Chunksize must be 1+, not {chunksize!r} (shoal: pass a positive int, or None "
+            "to size chunks automatically)"
+        )
+
+
+class Pool:
+    """A process pool with the ``multiprocessing.Pool`` API.
+
+    Args:
+        processes: number of worker processes; None means one per CPU this process may use
+            (:func:`shoal.cpu_count`, which honours affinity and cgroup quotas).
+        initializer: called as ``initializer(*initargs)`` in each worker when it starts.
+        initargs: arguments for ``initializer``.
+        maxtasksperchild: replace a worker after it ran this many tasks (chunks); None: never.
+        context: a ``multiprocessing`` context (or a start method name) to start workers with.
+
+    Raises:
+        ValueError: ``processes`` < 1 or ``maxtasksperchild`` not a positive int.
+        TypeError: ``initializer`` is not callable.
+    """
+
+    _backend_name = "process"
+    _presentation = _PROCESS_STYLE
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+    ) -> None:
+        self._state = RUN  # set first: __del__ reads it even if the constructor fails
+        self._backend: Any = None
+        if processes is None:
+            processes = self._default_size()
+        if not isinstance(processes, int) or isinstance(processes, bool):
+            raise TypeError(
+                f"processes must be an int or None, not {type(processes).__name__} "
+                "(shoal: None means one per usable CPU)"
+            )
+        if processes < 1:
+            raise ValueError(
+                "Number of processes must be at least 1 (shoal: pass processes=None for one "
+                "worker per usable CPU)"
+            )
+        if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int)
+            or isinstance(maxtasksperchild, bool)
+            or maxtasksperchild <= 0
+        ):
+            raise ValueError(
+                "maxtasksperchild must be a positive int or None (shoal: got "
+                f"{maxtasksperchild!r})"
+            )
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if isinstance(context, str):
+            context = multiprocessing.get_context(context)
+        self._processes = processes
+        self._ctx = context if context is not None else multiprocessing.get_context()
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._maxtasksperchild = maxtasksperchild
+        self._jobs = itertools.count()
+        self._runner = CallbackRunner(f"{type(self).__name__}-callbacks")
+        self._feeders = 0
+        self._feeders_lock = threading.Condition()
+        self._closed_backend = False
+        config = WorkerConfig(
+            max_workers=processes,
+            initializer=initializer,
+            initargs=self._initargs,
+            max_tasks_per_child=maxtasksperchild,
+            context=self._ctx if self._backend_name == "process" else None,
+            start_all=True,
+            init_logger="multiprocessing",
+            name=self._worker_name(),
+        )
+        self._backend = create_backend(self._backend_name, config)
+        self._backend.start()
+        track(self._backend, drain=False)
+        # A pool nobody holds any more is terminated, as the stdlib's finalizer does.
+        self._finalizer = weakref.finalize(self, _terminate_backend, self._backend, self._runner)
+        self._finalizer.atexit = False
+
+    @staticmethod
+    def _default_size() -> int:
+        return cpu_count()
+
+    def _worker_name(self) -> str:
+        return "ShoalPool"
+
+    # ---- stdlib-compatible views of the workers ------------------------------------------
+
+    @property
+    def _pool(self) -> list[Any]:
+        """The live workers (handles with ``pid``, ``is_alive()``, ``join()``, ``exitcode``)."""
+        return list(self._backend.workers()) if self._backend is not None else []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError(
+            "pool objects cannot be passed between processes or pickled"
+        )
+
+    def __del__(self, _warn: Any = warnings.warn, RUN: str = RUN) -> None:
+        if getattr(self, "_state", None) == RUN and getattr(self, "_backend", None) is not None:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    def statistics(self) -> dict[str, int]:
+        """Counts of tasks done and failed, and of workers started and lost."""
+        return dict(self._backend.stats)
+
+    # ---- submitting ----------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def _submit(self, chunk: Chunk) -> None:
+        broken = self._backend.broken
+        if broken is not None:
+            raise self._presentation.broken_error(broken)
+        self._backend.submit(chunk)
+
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and wait for its result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> ApplyResult:
+        """Start ``func(*args, **kwds)`` in a worker and return at once with an AsyncResult."""
+        self._check_running()
+        task = next(self._jobs)
+        result = ApplyResult(task, self._presentation, self._runner, callback, error_callback)
+        chunk = Chunk(func, CALL, [(tuple(args), dict(kwds or {}))], [task], result)
+        try:
+            self._submit(chunk)
+        except Exception as exc:  # noqa: BLE001 - unpicklable arguments: an already-failed result
+            result._complete(False, exc)
+        return result
+
+    def _map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        mode: int,
+        chunksize: int | None,
+        callback: Callable[[Any], object] | None,
+        error_callback: Callable[[BaseException], object] | None,
+    ) -> MapResult:
+        self._check_running()
+        _check_chunksize(chunksize)
+        items = iterable if isinstance(iterable, list) else list(iterable)
+        if chunksize is None:
+            chunksize = default_chunksize(len(items), self._processes)
+        result = MapResult(len(items), self._presentation, self._runner, callback, error_callback)
+        try:
+            submit_list(self._submit, func, mode, items, chunksize, result)
+        except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
+            result.fail_rest(exc)
+        return result
+
+    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None) -> list[Any]:
+        """``[func(x) for x in iterable]``, computed in the workers, in order."""
+        return self._map_async(func, iterable, ONE, chunksize, None, None).get()  # type: ignore[no-any-return]
+
+    def map_async(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult:
+        """Like ``map`` but returns a MapResult at once."""
+        return self._map_async(func, iterable, ONE, chunksize, callback, error_callback)
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None) -> list[Any]:
+        """``[func(*args) for args in iterable]``, computed in the workers, in order."""
+        return self._map_async(func, iterable, STAR, chunksize, None, None).get()  # type: ignore[no-any-return]
+
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> MapResult:
+        """Like ``starmap`` but returns a MapResult at once."""
+        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback)
+
+    def _imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int, ordered: bool) -> IMapIterator:
+        self._check_running()
+        _check_chunksize(chunksize)
+        result = IMapIterator(ordered, self._presentation)
+        with self._feeders_lock:
+            self._feeders += 1
+        start_feeder(
+            self._submit, func, ONE, iterable, chunksize, result, self._feeder_done,
+            f"{type(self).__name__}-feeder",
+        )
+        return result
+
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+        """An iterator of ``func(x)`` in input order; the input is read in the background."""
+        return self._imap(func, iterable, chunksize, ordered=True)
+
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+        """An iterator of ``func(x)`` in the order they finish."""
+        return self._imap(func, iterable, chunksize, ordered=False)
+
+    def _feeder_done(self) -> None:
+        with self._feeders_lock:
+            self._feeders -= 1
+            self._feeders_lock.notify_all()
+            last = self._feeders == 0
+        if last and self._state == CLOSE:
+            self._close_backend()
+
+    # ---- ending --------------------------------------------------------------------------
+
+    def _close_backend(self) -> None:
+        with self._feeders_lock:
+            if self._closed_backend:
+                return
+            self._closed_backend = True
+        self._backend.shutdown(wait=False, cancel_pending=False)
+
+    def close(self) -> None:
+        """Accept no more tasks; the workers exit once the queued ones are done."""
+        if self._state == RUN:
+            self._state = CLOSE
+            with self._feeders_lock:
+                idle = self._feeders == 0
+            if idle:
+                self._close_backend()
+
+    def terminate(self) -> None:
+        """Stop the workers now; unfinished tasks fail with CancelledError."""
+        self._state = TERMINATE
+        _terminate_backend(self._backend, self._runner)
+
+    def join(self) -> None:
+        """Wait for the workers to exit, after ``close()`` or ``terminate()``."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError(f"In unknown state {self._state!r}")
+        with self._feeders_lock:
+            self._feeders_lock.wait_for(lambda: self._feeders == 0 or self._state == TERMINATE)
+        self._backend.join()
+        self._runner.stop(wait=True)
+
+    def __enter__(self) -> Pool:
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.terminate()
+
+
+def _terminate_backend(backend: Any, runner: CallbackRunner) -> None:
+    backend.terminate()
+    runner.stop(wait=False)
+
+
+class ThreadPool(Pool):
+    """A pool of threads with the ``multiprocessing.pool.ThreadPool`` API."""
+
+    _backend_name = "thread"
+    _presentation = _THREAD_STYLE
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Iterable[Any] = (),
+    ) -> None:
+        super().__init__(processes, initializer, initargs)
+
+    @staticmethod
+    def _default_size() -> int:
+        return os.cpu_count() or 1
+
+    def _worker_name(self) -> str:
+        return "ShoalThreadPool"
