@@ -48,7 +48,7 @@ class _FutureSink:
     """Connects one future to the backend: a chunk of one call, or of a ``map`` batch (whose
     future's result is the batch's list of results; the first failure fails it)."""
 
-    __slots__ = ("future", "left", "presentation", "task", "values")
+    __slots__ = ("claimed", "future", "left", "presentation", "task", "values")
 
     def __init__(
         self, future: Future, presentation: Presentation, task: int, batch: int | None
@@ -58,8 +58,13 @@ class _FutureSink:
         self.task = task
         self.values: list[Any] | None = [None] * batch if batch is not None else None
         self.left = batch or 1
+        self.claimed = False
 
     def claim(self) -> bool:
+        # A chunk can be claimed again: re-queued after its worker died, or retried.
+        if self.claimed:
+            return not self.future.cancelled()
+        self.claimed = True
         return self.future.set_running_or_notify_cancel()
 
     def deliver(self, index: int, ok: bool, value: Any) -> None:
@@ -160,7 +165,9 @@ class Executor(concurrent.futures.Executor):
                 if not batch:
                     break
                 future = self._new_future()
-                task = next(self._tasks)
+                # Notes name an item by its position in this map (as Pool.map does); a counter
+                # plus the offset in the batch would give two items the same number.
+                task = len(futures) * chunksize
                 sink = _FutureSink(
                     future, self._presentation, task, None if chunksize == 1 else len(batch)
                 )

@@ -3,16 +3,19 @@
 Other threads only append to the manager's queues and wake it (a byte on a pipe, written only when
 it sleeps). The manager waits on everything at once with a selector: each worker's result pipe
 (end of file there is the moment the worker dies), writability of task pipes that have output
-waiting, the zygote's reports and the wake-up pipe. Writes to workers are non-blocking and
+waiting, the zygote's reports and the wake-up pipe; its timeout is the next deadline (a task's
+time limit, a retry's backoff, a SIGKILL after SIGTERM). Writes to workers are non-blocking and
 buffered, so a worker that stops reading never stalls the pool (the family of gh-94777).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import multiprocessing
 import os
 import selectors
+import signal
 import threading
 import time
 import traceback
@@ -23,19 +26,28 @@ from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
-from shoal._backends._worker import FUNCTION_CACHE_SIZE
+from shoal._backends._worker import FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
-from shoal._core._outcome import BROKEN, CANCELLED, DIED, TRANSPORT, Failure, short_repr
+from shoal._core._options import settle
+from shoal._core._outcome import (
+    BROKEN,
+    CANCELLED,
+    DIED,
+    TIMEOUT,
+    TRANSPORT,
+    Failure,
+    short_repr,
+)
 from shoal._core._pickling import digest, dumps, loads
 from shoal._core._task import Chunk
-from shoal._errors import WorkerDied
+from shoal._errors import TaskTimeout, WorkerDied
 
 __all__ = ["ProcessBackend"]
 
 #: Chunks a worker holds at once: one running, one waiting in its pipe to hide the round trip.
 PREFETCH = 2
-#: How long a terminated worker has to exit on SIGTERM before SIGKILL.
+#: How long a stopped worker has to exit on SIGTERM before SIGKILL.
 TERMINATE_GRACE = 1.0
 _WRITEV_MAX = 64
 
@@ -67,15 +79,18 @@ def _function_wire(fn: Any) -> tuple[bytes, bytes]:
 class _Worker:
     __slots__ = (
         "assigned",
+        "check_at",
         "functions",
         "handle",
         "inflight",
+        "kill_at",
         "out",
         "quitting",
         "reader",
         "result_fd",
         "retiring",
         "slot",
+        "stopping",
         "task_fd",
         "writing",
     )
@@ -90,9 +105,20 @@ class _Worker:
         self.inflight: deque[Chunk] = deque()
         self.functions: OrderedDict[bytes, None] = OrderedDict()
         self.assigned = 0
+        #: Takes no more chunks (max_tasks_per_child reached, memory guard); exits by itself.
         self.retiring = False
+        #: Was told to quit (the pool is closing).
         self.quitting = False
+        #: Why it is being stopped (TIMEOUT, CANCELLED, BROKEN), or None.
+        self.stopping: str | None = None
+        #: When to look at its running task's start time again (tasks with a time limit).
+        self.check_at: float | None = None
+        #: When to SIGKILL it if SIGTERM did not end it.
+        self.kill_at: float | None = None
         self.writing = False
+
+    def takes_work(self) -> bool:
+        return not (self.retiring or self.quitting or self.stopping)
 
 
 class ProcessBackend:
@@ -105,21 +131,31 @@ class ProcessBackend:
         ctx = config.context if config.context is not None else multiprocessing.get_context()
         self._context = ctx
         self._max = config.max_workers
-        self._slots = ctx.RawArray("q", 2 * self._max)
+        # Twice as many slots as workers: a worker being stopped keeps its slot until it is
+        # gone, while its replacement already runs.
+        n_slots = 2 * self._max
+        self._slots = ctx.RawArray("q", SLOT_WIDTH * n_slots)
         self._slot_view = memoryview(self._slots).cast("B").cast("q")
         self._init_blob = b"I" + dumps(
-            (config.initializer, config.initargs, config.max_tasks_per_child, config.init_logger)
+            (
+                config.initializer,
+                config.initargs,
+                config.max_tasks_per_child,
+                config.init_logger,
+                config.extra.get("max_memory_per_worker"),
+            )
         )
         self._pending: deque[Chunk] = deque()
+        self._delayed: list[tuple[float, int, Chunk]] = []  # retries waiting out their backoff
+        self._seq = itertools.count()
         self._commands: deque[tuple[Any, ...]] = deque()
         self._workers: dict[int, _Worker] = {}
         self._dying: list[tuple[_Worker, float]] = []
-        self._free_slots = list(range(self._max - 1, -1, -1))
+        self._free_slots = list(range(n_slots - 1, -1, -1))
         self._cids = itertools.count(1)
         self._closing = False
         self._cancel_on_close = False
         self._terminating = False
-        self._kill_at: float | None = None
         self._broken: str | None = None
         # Deaths in a row of workers that held no started task: a worker that cannot even start
         # (a broken interpreter, an import error under spawn) must not be respawned for ever.
@@ -127,7 +163,14 @@ class ProcessBackend:
         self._asleep = False
         self._started = threading.Event()
         self._ended = threading.Event()
-        self.stats = {"tasks": 0, "failed": 0, "workers_started": 0, "workers_died": 0}
+        self.stats = {
+            "tasks": 0,
+            "failed": 0,
+            "retried": 0,
+            "timed_out": 0,
+            "workers_started": 0,
+            "workers_died": 0,
+        }
         # Under fork the zygote is forked here, before this pool's manager thread exists.
         self._launcher = make_launcher(ctx, self._slots, config.name)
         self._wake_r, self._wake_w = os.pipe()
@@ -156,8 +199,8 @@ class ProcessBackend:
         if self._asleep:
             try:
                 os.write(self._wake_w, b"x")
-            except (BlockingIOError, OSError):
-                pass  # already a byte waiting, or the manager has ended
+            except OSError:
+                pass  # a byte is already waiting
 
     def _command(self, *cmd: Any) -> None:
         self._commands.append(cmd)
@@ -181,18 +224,29 @@ class ProcessBackend:
     def terminate(self) -> None:
         self._command("terminate")
 
+    def interrupt(self) -> None:
+        """Ctrl-C: cancel every queued task, stop the running ones; the pool stays usable."""
+        self._command("interrupt")
+
+    def cancel_running(self, sink: Any) -> None:
+        """Stop the worker running a task of ``sink`` (a forced cancel)."""
+        self._command("cancel", sink)
+
     def join(self, timeout: float | None = None) -> bool:
         if threading.current_thread() is self._thread:
             return False
         return self._ended.wait(timeout)
 
     def workers(self) -> list[WorkerHandle]:
-        return [w.handle for w in list(self._workers.values())]
+        return [w.handle for w in list(self._workers.values()) if not w.stopping]
 
     # ---- the manager thread --------------------------------------------------------------
 
     def _run(self) -> None:
         mark_internal_thread()
+        # Ctrl-C is the main thread's business; spawned workers inherit this mask, so a SIGINT
+        # to the process group cannot kill them while they start (they ignore it once running).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         sel = self._selector
         sel.register(self._wake_r, selectors.EVENT_READ, None)
         if self._launcher.fileno is not None:
@@ -217,11 +271,12 @@ class ProcessBackend:
                         except BlockingIOError:
                             pass
                     elif data == "zygote":
-                        self._zygote_reports()
+                        self._zygote_reports(key.fd)
                     elif data[0] == "r":
                         self._read(data[1])
                     else:
                         self._flush(data[1])
+                self._timers()
                 self._reap()
         except BaseException:  # pragma: no cover - a bug here must not hang the caller
             traceback.print_exc()
@@ -232,10 +287,14 @@ class ProcessBackend:
         finally:
             self._close_everything()
 
+    def _live(self) -> int:
+        return sum(1 for w in self._workers.values() if not w.stopping)
+
     def _finished(self) -> bool:
         return (
             (self._closing or self._terminating or self._broken is not None)
             and not self._pending
+            and not self._delayed
             and not self._workers
             and not self._dying
         )
@@ -243,39 +302,56 @@ class ProcessBackend:
     def _timeout(self) -> float | None:
         if self._dying:
             return 0.005
-        if self._kill_at is not None:
-            return max(0.0, self._kill_at - time.monotonic())
-        return None
+        soonest = self._delayed[0][0] if self._delayed else None
+        for w in self._workers.values():
+            for at in (w.check_at, w.kill_at):
+                if at is not None and (soonest is None or at < soonest):
+                    soonest = at
+        if soonest is None:
+            return None
+        return max(0.0, soonest - time.monotonic())
 
     def _has_room(self) -> bool:
         if self._broken is not None or self._terminating:
             return True  # pending chunks are failed at once
-        if len(self._workers) < self._max and self._free_slots:
+        if self._live() < self._max and self._free_slots:
             return True
         return any(
-            len(w.inflight) < PREFETCH and not w.retiring and not w.quitting
-            for w in self._workers.values()
+            len(w.inflight) < PREFETCH and w.takes_work() for w in self._workers.values()
         )
 
     def _handle_commands(self) -> None:
         commands = self._commands
         while commands:
             cmd = commands.popleft()
-            if cmd[0] == "start":
-                while len(self._workers) < self._max and self._free_slots and not self._closing:
-                    self._launch()
+            what = cmd[0]
+            if what == "start":
+                while self._live() < self._max and self._free_slots and not self._closing:
+                    if self._launch() is None:
+                        break
                 self._started.set()
-            elif cmd[0] == "close":
+            elif what == "close":
                 self._closing = True
                 if cmd[1]:
                     self._cancel_on_close = True
-            elif cmd[0] == "terminate":
+            elif what == "terminate":
                 self._begin_terminate()
+            elif what == "interrupt":
+                self._cancel_pending("cancelled by KeyboardInterrupt")
+                for w in list(self._workers.values()):
+                    if w.inflight and not w.stopping:
+                        self._stop(w, CANCELLED)
+            elif what == "cancel":
+                sink = cmd[1]
+                for w in list(self._workers.values()):
+                    if w.inflight and w.inflight[0].sink is sink and not w.stopping:
+                        self._stop(w, CANCELLED)
 
     def _launch(self) -> _Worker | None:
         slot = self._free_slots.pop()
-        self._slot_view[2 * slot] = 0
-        self._slot_view[2 * slot + 1] = -1
+        base = SLOT_WIDTH * slot
+        self._slot_view[base] = 0
+        self._slot_view[base + 1] = -1
         try:
             handle, task_fd, result_fd = self._launcher.launch(slot)
         except OSError as exc:
@@ -291,9 +367,6 @@ class ProcessBackend:
         self._queue_out(w, self._init_blob)
         return w
 
-    def _usable(self, w: _Worker) -> bool:
-        return not w.retiring and not w.quitting
-
     def _schedule(self) -> None:
         pending = self._pending
         if self._broken is not None:
@@ -305,28 +378,27 @@ class ProcessBackend:
         if self._closing and self._cancel_on_close:
             self._cancel_pending("the executor was shut down before this task ran")
         if self._config.start_all and not self._closing and self._started.is_set():
-            while len(self._workers) < self._max and self._free_slots:
+            while self._live() < self._max and self._free_slots:
                 if self._launch() is None:
                     return
         if pending:
-            workers = self._workers.values()
-            for w in list(workers):
+            for w in list(self._workers.values()):
                 if not pending:
                     break
-                if not w.inflight and self._usable(w):
+                if not w.inflight and w.takes_work():
                     self._assign(w)
-            while pending and len(self._workers) < self._max and self._free_slots:
-                w2 = self._launch()
-                if w2 is None:
+            while pending and self._live() < self._max and self._free_slots:
+                fresh = self._launch()
+                if fresh is None:
                     return
-                self._assign(w2)
-            for w in list(workers):
-                while pending and len(w.inflight) < PREFETCH and self._usable(w):
+                self._assign(fresh)
+            for w in list(self._workers.values()):
+                while pending and len(w.inflight) < PREFETCH and w.takes_work():
                     if not self._assign(w):
                         break
-        if self._closing and not pending:
+        if self._closing and not pending and not self._delayed:
             for w in list(self._workers.values()):
-                if not w.inflight and not w.quitting:
+                if not w.inflight and not w.quitting and not w.stopping:
                     w.quitting = True
                     self._queue_out(w, b"Q")
         for w in list(self._workers.values()):
@@ -342,7 +414,7 @@ class ProcessBackend:
                 chunk.release()
                 continue
             wire = chunk.wire
-            if wire is None:  # a remainder re-queued after a worker died
+            if wire is None:  # a remainder or a retry: encode it now
                 try:
                     key, blob = _function_wire(chunk.fn)
                     wire = chunk.wire = [key, blob, dumps(chunk.items), 0]
@@ -359,8 +431,12 @@ class ProcessBackend:
                 functions[key] = None
                 if len(functions) > FUNCTION_CACHE_SIZE:
                     functions.popitem(last=False)
-            head = b"C" + CHUNK_HEAD.pack(cid, key, chunk.mode, len(chunk.indices))
+            timeout = chunk.opts.timeout if chunk.opts is not None else None
+            mode = chunk.mode | (TIMED if timeout is not None else 0)
+            head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
             self._queue_out(w, head, items_blob)
+            if not w.inflight and timeout is not None:
+                w.check_at = time.monotonic() + timeout
             w.inflight.append(chunk)
             w.assigned += 1
             limit = self._config.max_tasks_per_child
@@ -416,8 +492,10 @@ class ProcessBackend:
             return
         for msg in w.reader.feed(data):
             kind = msg[0]
-            if kind == 82:  # R
+            if kind == 82:  # R: a chunk's results
                 self._on_result(w, msg)
+            elif kind == 77:  # M: the memory guard retires this worker after its chunk
+                w.retiring = True
             elif kind == 66:  # B: the initializer failed
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
@@ -427,6 +505,10 @@ class ProcessBackend:
         (cid,) = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
         assert chunk.wire[3] == cid, (chunk.wire[3], cid)
+        if w.inflight and w.inflight[0].opts is not None and w.inflight[0].opts.timeout:
+            w.check_at = time.monotonic() + w.inflight[0].opts.timeout
+        else:
+            w.check_at = None
         try:
             outcomes = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be unpickled here
@@ -434,28 +516,37 @@ class ProcessBackend:
             return
         del msg
         sink = chunk.sink
-        items = chunk.items
         stats = self.stats
         stats["tasks"] += len(outcomes)
         try:
             for pos, idx in enumerate(chunk.indices):
                 ok, value = outcomes[pos]
-                if not ok:
-                    stats["failed"] += 1
-                    value.args = short_repr(items[pos])
-                sink.deliver(idx, ok, value)
+                if ok:
+                    sink.deliver(idx, True, value)
+                else:
+                    self._fail_item(chunk, pos, value)
         except BaseException:  # noqa: BLE001 - a facade bug must not end the manager
             traceback.print_exc()
         chunk.release()
 
+    def _fail_item(self, chunk: Chunk, pos: int, failure: Failure) -> None:
+        """Retry a failed item, or deliver its failure."""
+        retry, delay = settle(chunk, pos, failure)
+        if retry is not None:
+            self.stats["retried"] += 1
+            if delay > 0:
+                heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), retry))
+            else:
+                self._pending.appendleft(retry)
+            return
+        self.stats["failed"] += 1
+        if failure.args is None and pos < len(chunk.items):
+            failure.args = short_repr(chunk.items[pos])
+        chunk.sink.deliver(chunk.indices[pos], False, failure)
+
     def _deliver_all(self, chunk: Chunk, failure: Failure) -> None:
         self.stats["failed"] += len(chunk.indices)
-        for pos, idx in enumerate(chunk.indices):
-            if failure.kind in (TRANSPORT, DIED) and pos < len(chunk.items):
-                failure = Failure(
-                    failure.kind, failure.exc, failure.tb, failure.pid, failure.detail,
-                    short_repr(chunk.items[pos]),
-                )
+        for idx in chunk.indices:
             try:
                 chunk.sink.deliver(idx, False, failure)
             except BaseException:  # noqa: BLE001
@@ -471,32 +562,61 @@ class ProcessBackend:
         os.close(w.result_fd)
         os.close(w.task_fd)
         w.out.clear()
+        w.check_at = None
         self._dying.append((w, time.monotonic() + 2.0))
 
-    def _zygote_reports(self) -> None:
+    def _zygote_reports(self, fd: int) -> None:
         for kind, _slot, pid, _code in self._launcher.read_reports():
             if kind == b"Z":
-                self._selector.unregister(self._launcher_fd_or(-1))
+                self._selector.unregister(fd)
                 self._launcher.zygote_lost()
                 if not (self._closing or self._terminating):
                     self._break("the zygote process that forks workers died")
-            elif kind == b"P" and self._terminating:
+            elif kind == b"P":
                 for w in self._workers.values():
-                    if w.handle.pid == pid:
+                    if w.handle.pid == pid and w.stopping:
                         w.handle.terminate()
 
-    def _launcher_fd_or(self, default: int) -> int:
-        for key in list(self._selector.get_map().values()):
-            if key.data == "zygote":
-                return key.fd
-        return default
+    def _timers(self) -> None:
+        now = time.monotonic()
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            self._pending.append(heapq.heappop(delayed)[2])
+        for w in list(self._workers.values()):
+            if w.kill_at is not None and w.kill_at <= now:
+                w.handle.kill()
+                w.kill_at = None
+            if w.check_at is not None and w.check_at <= now and not w.stopping:
+                self._check_time_limit(w, now)
+
+    def _check_time_limit(self, w: _Worker, now: float) -> None:
+        chunk = w.inflight[0] if w.inflight else None
+        if chunk is None or chunk.opts is None or chunk.opts.timeout is None:
+            w.check_at = None
+            return
+        limit = chunk.opts.timeout
+        base = SLOT_WIDTH * w.slot
+        view = self._slot_view
+        if view[base] == chunk.wire[3] and 0 <= view[base + 1] < len(chunk.indices):
+            started = view[base + 2] / 1e9
+            if now - started < limit:
+                w.check_at = started + limit
+                return
+        elif view[base] == chunk.wire[3] and view[base + 1] == len(chunk.indices):
+            w.check_at = now + limit  # pickling its results: the task itself is done
+            return
+        self._stop(w, TIMEOUT)
+
+    def _stop(self, w: _Worker, why: str) -> None:
+        """Stop a worker (SIGTERM, then SIGKILL after a grace period); a replacement starts at
+        once, since a stopping worker no longer counts towards the pool's size."""
+        w.stopping = why
+        w.check_at = None
+        w.handle.terminate()
+        w.kill_at = time.monotonic() + TERMINATE_GRACE
 
     def _reap(self) -> None:
         if not self._dying:
-            if self._kill_at is not None and time.monotonic() >= self._kill_at:
-                for w in self._workers.values():
-                    w.handle.kill()
-                self._kill_at = None
             return
         now = time.monotonic()
         still = []
@@ -506,10 +626,6 @@ class ProcessBackend:
             else:
                 self._on_death(w)
         self._dying = still
-        if self._kill_at is not None and now >= self._kill_at:
-            for w in self._workers.values():
-                w.handle.kill()
-            self._kill_at = None
 
     def _on_death(self, w: _Worker) -> None:
         del self._workers[w.slot]
@@ -518,16 +634,16 @@ class ProcessBackend:
         pid = w.handle.pid
         inflight = list(w.inflight)
         w.inflight.clear()
-        expected = code == 0 and not inflight and (w.retiring or w.quitting or self._closing)
-        if not expected and not self._terminating:
+        base = SLOT_WIDTH * w.slot
+        started = bool(inflight) and self._slot_view[base] == inflight[0].wire[3]
+        expected = code == 0 and (w.retiring or w.quitting or self._closing) and not started
+        if not expected and not self._terminating and not w.stopping:
             self.stats["workers_died"] += 1
-            started = bool(inflight) and self._slot_view[2 * w.slot] == inflight[0].wire[3]
             self._idle_deaths = 0 if started else self._idle_deaths + 1
             if self._idle_deaths >= max(3, self._max):
                 self._break(
-                    f"workers keep dying before they run any task (the last, pid {pid}, "
-                    f"{WorkerDied(pid, code)._describe().split(') ', 1)[-1]}); their stderr "
-                    "above may say why"
+                    f"workers keep dying before they run any task (the last: "
+                    f"{WorkerDied(pid, code)}); their stderr above may say why"
                 )
         if not inflight:
             return
@@ -541,23 +657,13 @@ class ProcessBackend:
                     )
             return
         running = inflight[0]
-        cid = self._slot_view[2 * w.slot]
-        pos = self._slot_view[2 * w.slot + 1]
         requeue: list[Chunk] = []
-        if cid == running.wire[3]:
+        if started:
             n = len(running.indices)
+            pos = self._slot_view[base + 1]
             blamed = [pos] if 0 <= pos < n else list(range(n))
-            died = WorkerDied(pid, code)
             for p in blamed:
-                self.stats["failed"] += 1
-                try:
-                    running.sink.deliver(
-                        running.indices[p],
-                        False,
-                        Failure(DIED, died, pid=pid, args=short_repr(running.items[p])),
-                    )
-                except BaseException:  # noqa: BLE001
-                    traceback.print_exc()
+                self._fail_item(running, p, self._death_failure(w, running, p, code))
             rest = [p for p in range(n) if p not in blamed]
             if rest:
                 requeue.append(running.subset(rest))
@@ -570,12 +676,31 @@ class ProcessBackend:
                 chunk.wire[3] = 0
             self._pending.appendleft(chunk)
 
+    def _death_failure(self, w: _Worker, chunk: Chunk, pos: int, code: int | None) -> Failure:
+        pid = w.handle.pid
+        args = short_repr(chunk.items[pos]) if pos < len(chunk.items) else None
+        if w.stopping == TIMEOUT:
+            self.stats["timed_out"] += 1
+            limit = chunk.opts.timeout if chunk.opts is not None else None
+            err = TaskTimeout(
+                f"task {chunk.indices[pos]} ran longer than its task_timeout of {limit} s; "
+                f"its worker (pid {pid}) was stopped and replaced"
+            )
+            return Failure(TIMEOUT, err, pid=pid, args=args)
+        if w.stopping == CANCELLED:
+            return Failure(CANCELLED, RuntimeError("cancelled while running"), pid=pid)
+        return Failure(DIED, WorkerDied(pid, code), pid=pid, args=args)
+
     def _cancel_pending(self, why: str) -> None:
+        while self._delayed:
+            self._pending.append(heapq.heappop(self._delayed)[2])
         while self._pending:
             chunk = self._pending.popleft()
             self._deliver_all(chunk, Failure(CANCELLED, RuntimeError(why)))
 
     def _fail_all(self, kind: str, exc: BaseException) -> None:
+        while self._delayed:
+            self._pending.append(heapq.heappop(self._delayed)[2])
         while self._pending:
             self._deliver_all(self._pending.popleft(), Failure(kind, exc))
         for w in self._workers.values():
@@ -587,7 +712,9 @@ class ProcessBackend:
             return
         self._broken = why
         self._fail_all(BROKEN, RuntimeError(why))
-        self._stop_workers()
+        for w in list(self._workers.values()):
+            if not w.stopping:
+                self._stop(w, BROKEN)
 
     def _begin_terminate(self) -> None:
         if self._terminating:
@@ -595,18 +722,14 @@ class ProcessBackend:
         self._terminating = True
         self._closing = True
         self._cancel_pending("the pool was terminated before this task ran")
-        for w in self._workers.values():
+        for w in list(self._workers.values()):
             while w.inflight:
                 self._deliver_all(
-                    w.inflight.popleft(), Failure(CANCELLED, RuntimeError("the pool was terminated"))
+                    w.inflight.popleft(),
+                    Failure(CANCELLED, RuntimeError("the pool was terminated")),
                 )
-        self._stop_workers()
-
-    def _stop_workers(self) -> None:
-        for w in self._workers.values():
-            w.quitting = True
-            w.handle.terminate()
-        self._kill_at = time.monotonic() + TERMINATE_GRACE
+            if not w.stopping:
+                self._stop(w, CANCELLED)
 
     def _close_everything(self) -> None:
         for w in list(self._workers.values()):
@@ -618,8 +741,6 @@ class ProcessBackend:
         self._selector.close()
         self._started.set()
         self._ended.set()
-
-
 
 
 def _close_fds(*fds: int) -> None:

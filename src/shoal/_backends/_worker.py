@@ -3,6 +3,8 @@
 Before running item ``i`` of chunk ``c`` the worker writes ``(c, i)`` into its slot of a shared
 array (no system call), so when it dies the parent knows exactly which task it held: item -1 means
 it was still unpickling the chunk, item ``n`` (the chunk's length) that it was pickling results.
+For a chunk with a time limit it also writes each item's start time (``time.monotonic_ns``, the
+same clock in every process), which the parent compares with the limit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,7 +24,12 @@ from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
 from shoal._core._pickling import dumps_result, loads, rebind_to_main
 from shoal._core._task import ONE, STAR
 
-__all__ = ["FUNCTION_CACHE_SIZE", "serve", "set_parent_death_signal"]
+__all__ = ["FUNCTION_CACHE_SIZE", "SLOT_WIDTH", "TIMED", "serve", "set_parent_death_signal"]
+
+#: int64s per worker slot: chunk id, item position, item start time (ns, monotonic).
+SLOT_WIDTH = 3
+#: Flag in a chunk's mode byte: record each item's start time.
+TIMED = 0x80
 
 #: How many functions a worker keeps; the parent mirrors the same LRU to know what it sent.
 FUNCTION_CACHE_SIZE = 64
@@ -96,7 +104,12 @@ def _run_chunk(
 ) -> list[tuple[bool, Any]]:
     out: list[tuple[bool, Any]] = []
     append = out.append
+    timed = mode & TIMED
+    mode &= ~TIMED
+    clock = time.monotonic_ns
     for pos, item in enumerate(items):
+        if timed:
+            slots[at + 1] = clock()
         slots[at] = pos
         try:
             if mode == ONE:
@@ -120,6 +133,16 @@ def _send(fd: int, payload: bytes) -> None:
         write_all(fd, payload)
 
 
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+
 def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     """Run the worker protocol until told to quit or the parent goes away; returns the exit code.
 
@@ -131,12 +154,12 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     pid = os.getpid()
-    at_chunk = 2 * slot_index
+    at_chunk = SLOT_WIDTH * slot_index
     at_item = at_chunk + 1
     first = read_frame(task_fd)
     if first is None:
         return 0
-    initializer, initargs, max_tasks, init_logger = loads(memoryview(first)[1:])
+    initializer, initargs, max_tasks, init_logger, memory_limit = loads(memoryview(first)[1:])
     if initializer is not None:
         try:
             rebind_to_main(initializer)(*initargs)
@@ -145,6 +168,10 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
             return 1
         del initializer, initargs
+    # The memory guard compares RSS with the size after the initializer (not USS: under fork,
+    # merely reading inherited objects writes their reference counts and raises USS).
+    baseline = _rss() if memory_limit is not None else 0
+    next_check = 0.0
     functions: OrderedDict[bytes, Any] = OrderedDict()
     done = 0
     while True:
@@ -176,6 +203,12 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             done += 1
             if max_tasks is not None and done >= max_tasks:
                 return 0
+            if memory_limit is not None and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1.0
+                grown = _rss() - baseline
+                if grown > memory_limit:
+                    _send(result_fd, b"M" + dumps_result(grown))
+                    return 0
         elif kind == _F:
             key = bytes(msg[1:17])
             try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from shoal._errors import EncodingError, TransportError, WorkerDied
 
-__all__ = ["BROKEN", "CANCELLED", "DIED", "ENCODE", "RAISED", "TRANSPORT", "Failure", "format_remote", "short_repr"]
+__all__ = ["BROKEN", "CANCELLED", "DIED", "ENCODE", "RAISED", "TIMEOUT", "TRANSPORT", "Failure", "format_remote", "short_repr"]
 
 #: The task raised; ``exc`` is its exception.
 RAISED = "raised"
@@ -24,6 +24,8 @@ ENCODE = "encode"
 DIED = "died"
 #: The task or its result could not be unpickled; ``exc`` is the unpickling error.
 TRANSPORT = "transport"
+#: The task ran past its time limit and its worker was stopped; ``exc`` is a TaskTimeout.
+TIMEOUT = "timeout"
 #: The task was dropped before it ran (shutdown with cancel, terminate); ``exc`` says why.
 CANCELLED = "cancelled"
 #: The backend can run nothing (a failed initializer); ``exc`` says why.
@@ -54,7 +56,7 @@ def format_remote(exc: BaseException) -> str:
 class Failure:
     """One failed item, as a backend reports it."""
 
-    __slots__ = ("args", "detail", "exc", "kind", "pid", "tb")
+    __slots__ = ("args", "detail", "exc", "history", "kind", "pid", "tb")
 
     def __init__(
         self,
@@ -73,6 +75,8 @@ class Failure:
         self.detail = detail
         #: A short repr of the task's arguments, for the error's note (set by the backend).
         self.args = args
+        #: Earlier failed attempts of the same task (set by the backend when it retried it).
+        self.history: list[str] | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Failure, (self.kind, self.exc, self.tb, self.pid, self.detail))
@@ -97,9 +101,27 @@ class Failure:
                 error itself.
             task: the task's index, for the note.
         """
+        exc = self._base_exception(remote_tb, pool_style, task)
+        if self.history:
+            total = len(self.history) + 1
+            for n, earlier in enumerate(self.history, 1):
+                _note(exc, f"shoal: attempt {n} of {total} failed: {earlier}")
+        return exc
+
+    def describe(self) -> str:
+        """One line for the history of a retried task."""
+        return f"{type(self.exc).__name__}: {self.exc}" if self.exc is not None else self.kind
+
+    def _base_exception(
+        self, remote_tb: type[Exception] | None, pool_style: bool, task: object
+    ) -> BaseException:
         exc = self.exc
         if self.kind == ENCODE and pool_style:
             wrapped: BaseException = EncodingError(exc, self.detail)
+            note = f"shoal: the result of task {task} in worker pid {self.pid} could not be pickled"
+            if self.args is not None:
+                note += f"; arguments {self.args}"
+            _note(wrapped, note)
             return wrapped
         if self.kind == TRANSPORT:
             err = TransportError(
@@ -108,6 +130,9 @@ class Failure:
             )
             err.__cause__ = exc
             return err
+        if self.kind == TIMEOUT:
+            assert exc is not None
+            return exc
         if self.kind == DIED:
             assert isinstance(exc, WorkerDied)
             if exc.task is None and task is not None:
@@ -119,8 +144,12 @@ class Failure:
             note = f"shoal: raised by task {task} in worker pid {self.pid}"
             if self.args is not None:
                 note += f", arguments {self.args}"
-            try:
-                exc.add_note(note)
-            except Exception:  # noqa: BLE001 - an exception class may forbid attributes
-                pass
+            _note(exc, note)
         return exc
+
+
+def _note(exc: BaseException, note: str) -> None:
+    try:
+        exc.add_note(note)
+    except Exception:  # noqa: BLE001 - an exception class may forbid attributes
+        pass

@@ -38,7 +38,7 @@ class Sink(Protocol):
 class Chunk:
     """A batch of calls to one function, with the positions its items hold in their job."""
 
-    __slots__ = ("fn", "indices", "items", "mode", "sink", "wire")
+    __slots__ = ("fn", "history", "indices", "items", "mode", "opts", "sink", "wire")
 
     def __init__(
         self,
@@ -47,12 +47,17 @@ class Chunk:
         items: Sequence[Any],
         indices: Sequence[int],
         sink: Sink,
+        opts: Any = None,
     ) -> None:
         self.fn = fn
         self.mode = mode
         self.items = items
         self.indices = indices
         self.sink = sink
+        #: The call's TaskOptions (retries, time limit), or None for the defaults.
+        self.opts = opts
+        #: Earlier failed attempts per item position (only once an item was retried).
+        self.history: dict[int, list[str]] | None = None
         #: What a backend caches for sending (the process backend's encoded payload).
         self.wire: Any = None
 
@@ -61,13 +66,24 @@ class Chunk:
 
     def subset(self, positions: Sequence[int]) -> Chunk:
         """A chunk of some of this chunk's items (to run again after a worker died)."""
-        return Chunk(
+        part = Chunk(
             self.fn,
             self.mode,
             [self.items[p] for p in positions],
             [self.indices[p] for p in positions],
             self.sink,
+            self.opts,
         )
+        if self.history:
+            kept = {new: self.history[old] for new, old in enumerate(positions) if old in self.history}
+            part.history = kept or None
+        return part
+
+    def attempts(self, pos: int) -> int:
+        """How many attempts item ``pos`` has had, the current one included."""
+        if self.history is None:
+            return 1
+        return len(self.history.get(pos, ())) + 1
 
     def release(self) -> None:
         """Drop every reference to the user's function and arguments once the chunk is done."""
