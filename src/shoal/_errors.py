@@ -80,6 +80,8 @@ class WorkerDied(ShoalError, BrokenProcessPool):
         else:
             how = "ended unexpectedly"
         where = f" while running task {self.task}" if self.task is not None else ""
+        if where and "," in how:
+            where = "," + where
         return f"worker (pid {self.pid}) {how}{where}"
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -24,6 +24,7 @@ from shoal._core._cpu import cpu_count
 from shoal._core._future import Future
 from shoal._core._jobs import Presentation
 from shoal._core._lifecycle import exiting, track
+from shoal._core._options import DEFAULT, TaskOptions, check_options, parse_bytes
 from shoal._core._outcome import CANCELLED
 from shoal._core._task import CALL, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -96,6 +97,8 @@ class Executor(concurrent.futures.Executor):
     _presentation = _PROCESS_STYLE
     _broken_error: type[Exception] = PoolBroken
 
+    _options: TaskOptions = DEFAULT
+
     def _setup(self, config: WorkerConfig) -> None:
         self._shutdown_lock = threading.Lock()
         self._shutdown_thread = False
@@ -115,10 +118,26 @@ class Executor(concurrent.futures.Executor):
         """Counts of tasks done and failed, and of workers started and lost."""
         return dict(self._backend.stats)
 
-    def _new_future(self) -> Future:
+    def _new_future(self, sink_holder: list[Any]) -> Future:
         future = Future()
         future._runner = self._runner
+        future._on_interrupt = self._interrupted
+        backend = self._backend
+        future._force_cancel = lambda: backend.cancel_running(sink_holder[0])
         return future
+
+    def _interrupted(self) -> None:
+        """Ctrl-C in a wait: cancel what is queued, stop what runs; the executor stays usable."""
+        self._backend.interrupt()
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool | None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C inside the with block: do not wait for queued work (the stdlib would).
+            self._interrupted()
+            self.shutdown(wait=True, cancel_futures=True)
+            return None
+        self.shutdown(wait=True)
+        return None
 
     def _check_open(self) -> None:
         broken = self._backend.broken
@@ -134,9 +153,12 @@ class Executor(concurrent.futures.Executor):
         give an already-failed future."""
         with self._shutdown_lock:
             self._check_open()
-            future = self._new_future()
+            holder: list[Any] = []
+            future = self._new_future(holder)
             task = next(self._tasks)
-            chunk = Chunk(fn, CALL, [(args, kwargs)], [0], _FutureSink(future, self._presentation, task, None))
+            sink = _FutureSink(future, self._presentation, task, None)
+            holder.append(sink)
+            chunk = Chunk(fn, CALL, [(args, kwargs)], [0], sink, self._options)
             try:
                 self._backend.submit(chunk)
             except Exception as exc:  # noqa: BLE001
@@ -150,35 +172,56 @@ class Executor(concurrent.futures.Executor):
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
+        buffersize: int | None = None,
     ) -> Iterator[Any]:
-        """Like ``map(fn, *iterables)``, run in the workers. The input is read at once (as the
-        stdlib does); ``chunksize`` batches items into one message per batch."""
+        """Like ``map(fn, *iterables)``, run in the workers.
+
+        The input is read at once, as the stdlib does, unless ``buffersize`` (CPython 3.14's
+        name) bounds how many batches are submitted ahead of the results consumed.
+        ``chunksize`` batches items into one message per batch.
+        """
         if not isinstance(chunksize, int) or chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
+        if buffersize is not None and (not isinstance(buffersize, int) or buffersize < 1):
+            raise ValueError(
+                f"buffersize must be None or > 0, not {buffersize!r} (shoal: None reads the "
+                "whole input at once, as the stdlib does)"
+            )
         end_time = None if timeout is None else timeout + time.monotonic()
-        futures: list[Future] = []
+        batches = _batches(zip(*iterables, strict=False), chunksize)
         with self._shutdown_lock:
             self._check_open()
-            args = zip(*iterables, strict=False)
-            while True:
-                batch = list(itertools.islice(args, chunksize))
-                if not batch:
-                    break
-                future = self._new_future()
-                # Notes name an item by its position in this map (as Pool.map does); a counter
-                # plus the offset in the batch would give two items the same number.
-                task = len(futures) * chunksize
-                sink = _FutureSink(
-                    future, self._presentation, task, None if chunksize == 1 else len(batch)
-                )
-                chunk = Chunk(fn, STAR, batch, range(len(batch)), sink)
-                try:
-                    self._backend.submit(chunk)
-                except Exception as exc:  # noqa: BLE001
-                    future.set_running_or_notify_cancel()
-                    future.set_exception(exc)
-                futures.append(future)
-        return _iterate(futures, end_time, single=chunksize == 1)
+            if buffersize is None:
+                futures = [self._submit_batch(fn, batch, chunksize) for batch in batches]
+            else:
+                futures = [
+                    self._submit_batch(fn, batch, chunksize)
+                    for batch in itertools.islice(batches, buffersize)
+                ]
+        more = None if buffersize is None else (lambda: self._next_batch(fn, batches, chunksize))
+        return _iterate(futures, end_time, single=chunksize == 1, more=more)
+
+    def _next_batch(self, fn: Callable[..., Any], batches: Iterator[list[Any]], chunksize: int) -> Future | None:
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        with self._shutdown_lock:
+            self._check_open()
+            return self._submit_batch(fn, batch, chunksize)
+
+    def _submit_batch(self, fn: Callable[..., Any], batch: list[Any], chunksize: int) -> Future:
+        holder: list[Any] = []
+        future = self._new_future(holder)
+        task = next(self._tasks)
+        sink = _FutureSink(future, self._presentation, task, None if chunksize == 1 else len(batch))
+        holder.append(sink)
+        chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options)
+        try:
+            self._backend.submit(chunk)
+        except Exception as exc:  # noqa: BLE001
+            future.set_running_or_notify_cancel()
+            future.set_exception(exc)
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more work; with ``cancel_futures`` drop what has not started. With ``wait``,
@@ -191,13 +234,31 @@ class Executor(concurrent.futures.Executor):
             self._runner.stop(wait=True)
 
 
-def _iterate(futures: list[Future], end_time: float | None, single: bool) -> Iterator[Any]:
+def _batches(args: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[Any]]:
+    while True:
+        batch = list(itertools.islice(args, size))
+        if not batch:
+            return
+        yield batch
+
+
+def _iterate(
+    futures: list[Future],
+    end_time: float | None,
+    single: bool,
+    more: Callable[[], Future | None] | None = None,
+) -> Iterator[Any]:
     # A generator separate from map() so that map() itself submits eagerly, and cancels what is
-    # left when the caller stops iterating (or a wait times out).
+    # left when the caller stops iterating (or a wait times out). With ``more`` (buffersize),
+    # one batch is submitted for each batch consumed.
     futures.reverse()
     try:
         while futures:
             future = futures.pop()
+            if more is not None:
+                extra = more()
+                if extra is not None:
+                    futures.insert(0, extra)
             try:
                 if end_time is None:
                     value = future.result()
@@ -229,6 +290,9 @@ class ProcessPoolExecutor(Executor):
         initializer: called as ``initializer(*initargs)`` in each worker when it starts.
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace a worker after this many tasks.
+        retries, retry_on, backoff, task_timeout, max_memory_per_worker: keyword-only, as on
+            :class:`shoal.Pool` (a task past ``task_timeout`` fails with ``TaskTimeout``; its
+            worker is stopped and replaced).
 
     Raises:
         ValueError: ``max_workers`` <= 0, ``max_tasks_per_child`` <= 0, or
@@ -244,7 +308,16 @@ class ProcessPoolExecutor(Executor):
         initargs: tuple[Any, ...] = (),
         *,
         max_tasks_per_child: int | None = None,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        backoff: float = 0.0,
+        task_timeout: float | None = None,
+        max_memory_per_worker: int | str | None = None,
     ) -> None:
+        self._options = check_options(
+            retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
+        )
+        memory_limit = parse_bytes(max_memory_per_worker)
         if max_workers is None:
             max_workers = cpu_count()
         elif max_workers <= 0:
@@ -283,6 +356,7 @@ class ProcessPoolExecutor(Executor):
                 start_all=False,
                 init_logger="concurrent.futures",
                 name="ShoalExecutor",
+                extra={"max_memory_per_worker": memory_limit},
             )
         )
 
@@ -317,7 +391,15 @@ class ThreadPoolExecutor(Executor):
         thread_name_prefix: str = "",
         initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
+        *,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        backoff: float = 0.0,
+        task_timeout: float | None = None,
     ) -> None:
+        self._options = check_options(
+            retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
+        )
         if max_workers is None:
             max_workers = min(32, (os.cpu_count() or 1) + 4)
         if max_workers <= 0:

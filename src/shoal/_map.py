@@ -14,7 +14,7 @@ from typing import Any
 
 from shoal._core._backend import Backend, WorkerConfig, create_backend
 from shoal._core._cpu import cpu_count
-from shoal._core._jobs import ListJob, Presentation, StreamJob
+from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob
 from shoal._core._lifecycle import track
 from shoal._core._schedule import default_chunksize, start_feeder, submit_list
 from shoal._core._task import ONE
@@ -91,6 +91,6 @@ def map(  # noqa: A001 - the point is to read like the builtin
     stream = StreamJob(False, _PRESENTATION)
     done = threading.Event()
     start_feeder(pool.submit, fn, ONE, items, size, stream, done.set, "shoal.map-feeder")
-    return list(stream)
+    return list(Stream(stream))
 
 

@@ -21,8 +21,9 @@ from typing import Any
 from shoal._core._backend import WorkerConfig, create_backend
 from shoal._core._callbacks import CallbackRunner
 from shoal._core._cpu import cpu_count
-from shoal._core._jobs import ListJob, Presentation, StreamJob, ValueJob
+from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob, ValueJob, Window
 from shoal._core._lifecycle import track
+from shoal._core._options import TaskOptions, check_options, parse_bytes
 from shoal._core._schedule import default_chunksize, start_feeder, submit_list
 from shoal._core._task import CALL, ONE, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -32,6 +33,9 @@ __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "T
 RUN = _mp_pool.RUN
 CLOSE = _mp_pool.CLOSE
 TERMINATE = _mp_pool.TERMINATE
+
+#: How long ``Pool._pool`` waits for a just-launched worker's pid (it takes milliseconds).
+_PID_WAIT = 10.0
 
 _PROCESS_STYLE = Presentation(
     remote_tb=_mp_pool.RemoteTraceback,
@@ -66,7 +70,7 @@ class MapResult(ListJob):
         return f"<shoal.MapResult {state}>"
 
 
-class IMapIterator(StreamJob):
+class IMapIterator(Stream):
     """The iterator ``imap``/``imap_unordered`` return; ``next(timeout)`` as in the stdlib."""
 
 
@@ -89,8 +93,20 @@ class Pool:
         maxtasksperchild: replace a worker after it ran this many tasks (chunks); None: never.
         context: a ``multiprocessing`` context (or a start method name) to start workers with.
 
+    Keyword-only (shoal's own):
+        retries: run a task again, up to this many times, when its worker died (or it raised
+            one of ``retry_on``); the last error keeps its type and lists earlier attempts in
+            its notes. Per call too.
+        retry_on: exception types that earn a retry.
+        backoff: seconds before the first retry, doubled for each later one.
+        task_timeout: seconds a task may run; past that it fails with ``shoal.TaskTimeout`` and
+            its worker is stopped and replaced. Per call too.
+        max_memory_per_worker: bytes (or a size such as ``"2GB"``) a worker may grow past its
+            size after the initializer; a worker that grew more is replaced after its task.
+
     Raises:
-        ValueError: ``processes`` < 1 or ``maxtasksperchild`` not a positive int.
+        ValueError: ``processes`` < 1, ``maxtasksperchild`` not a positive int, or a bad
+            option value (the message says what is allowed).
         TypeError: ``initializer`` is not callable.
     """
 
@@ -104,6 +120,12 @@ class Pool:
         initargs: Iterable[Any] = (),
         maxtasksperchild: int | None = None,
         context: Any = None,
+        *,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        backoff: float = 0.0,
+        task_timeout: float | None = None,
+        max_memory_per_worker: int | str | None = None,
     ) -> None:
         self._state = RUN  # set first: __del__ reads it even if the constructor fails
         self._backend: Any = None
@@ -130,6 +152,10 @@ class Pool:
             )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        self._options = check_options(
+            retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
+        )
+        memory_limit = parse_bytes(max_memory_per_worker)
         if isinstance(context, str):
             context = multiprocessing.get_context(context)
         self._processes = processes
@@ -140,6 +166,7 @@ class Pool:
         self._jobs = itertools.count()
         self._runner = CallbackRunner(f"{type(self).__name__}-callbacks")
         self._feeders = 0
+        self._windows: set[Window] = set()
         self._feeders_lock = threading.Condition()
         self._closed_backend = False
         config = WorkerConfig(
@@ -151,6 +178,7 @@ class Pool:
             start_all=True,
             init_logger="multiprocessing",
             name=self._worker_name(),
+            extra={"max_memory_per_worker": memory_limit},
         )
         self._backend = create_backend(self._backend_name, config)
         self._backend.start()
@@ -170,8 +198,24 @@ class Pool:
 
     @property
     def _pool(self) -> list[Any]:
-        """The live workers (handles with ``pid``, ``is_alive()``, ``join()``, ``exitcode``)."""
-        return list(self._backend.workers()) if self._backend is not None else []
+        """The live workers (handles with ``pid``, ``is_alive()``, ``join()``, ``exitcode``).
+
+        As in the stdlib, every handle has its pid: a worker forked by the zygote learns it a
+        moment after launch, so this waits for that (bounded; a worker that could not start
+        has ended instead)."""
+        if self._backend is None:
+            return []
+        handles = list(self._backend.workers())
+        for handle in handles:
+            wait_started = getattr(handle, "wait_started", None)
+            if wait_started is not None:
+                wait_started(_PID_WAIT)
+        return handles
+
+    def _repopulate_pool(self) -> None:
+        """The stdlib's "start workers to replace those that exited". shoal's manager thread
+        replaces a worker the moment it exits, so there is nothing to do; kept for code (and
+        CPython's tests) that call it."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
@@ -191,6 +235,22 @@ class Pool:
 
     # ---- submitting ----------------------------------------------------------------------
 
+    def _opts(self, retries: int | None, task_timeout: float | None) -> TaskOptions:
+        """The pool's options with this call's overrides."""
+        base = self._options
+        if retries is None and task_timeout is None:
+            return base
+        return check_options(
+            retries=base.retries if retries is None else retries,
+            retry_on=base.retry_on,
+            backoff=base.backoff,
+            task_timeout=base.timeout if task_timeout is None else task_timeout,
+        )
+
+    def _interrupted(self) -> None:
+        """Ctrl-C in a wait: cancel what is queued, stop what runs; the pool stays usable."""
+        self._backend.interrupt()
+
     def _check_running(self) -> None:
         if self._state != RUN:
             raise ValueError("Pool not running")
@@ -201,9 +261,19 @@ class Pool:
             raise self._presentation.broken_error(broken)
         self._backend.submit(chunk)
 
-    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
+    def apply(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
+    ) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and wait for its result."""
-        return self.apply_async(func, args, kwds).get()
+        return self.apply_async(
+            func, args, kwds, retries=retries, task_timeout=task_timeout
+        ).get()
 
     def apply_async(
         self,
@@ -212,12 +282,17 @@ class Pool:
         kwds: Mapping[str, Any] | None = None,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
     ) -> ApplyResult:
         """Start ``func(*args, **kwds)`` in a worker and return at once with an AsyncResult."""
         self._check_running()
+        opts = self._opts(retries, task_timeout)
         task = next(self._jobs)
         result = ApplyResult(task, self._presentation, self._runner, callback, error_callback)
-        chunk = Chunk(func, CALL, [(tuple(args), dict(kwds or {}))], [task], result)
+        result.on_interrupt = self._interrupted
+        chunk = Chunk(func, CALL, [(tuple(args), dict(kwds or {}))], [task], result, opts)
         try:
             self._submit(chunk)
         except Exception as exc:  # noqa: BLE001 - unpicklable arguments: an already-failed result
@@ -232,6 +307,7 @@ class Pool:
         chunksize: int | None,
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
+        opts: TaskOptions,
     ) -> MapResult:
         self._check_running()
         _check_chunksize(chunksize)
@@ -239,15 +315,25 @@ class Pool:
         if chunksize is None:
             chunksize = default_chunksize(len(items), self._processes)
         result = MapResult(len(items), self._presentation, self._runner, callback, error_callback)
+        result.on_interrupt = self._interrupted
         try:
-            submit_list(self._submit, func, mode, items, chunksize, result)
+            submit_list(self._submit, func, mode, items, chunksize, result, opts)
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             result.fail_rest(exc)
         return result
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int | None = None) -> list[Any]:
+    def map(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
+    ) -> list[Any]:
         """``[func(x) for x in iterable]``, computed in the workers, in order."""
-        return self._map_async(func, iterable, ONE, chunksize, None, None).get()  # type: ignore[no-any-return]
+        opts = self._opts(retries, task_timeout)
+        return self._map_async(func, iterable, ONE, chunksize, None, None, opts).get()  # type: ignore[no-any-return]
 
     def map_async(
         self,
@@ -256,13 +342,26 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
     ) -> MapResult:
         """Like ``map`` but returns a MapResult at once."""
-        return self._map_async(func, iterable, ONE, chunksize, callback, error_callback)
+        opts = self._opts(retries, task_timeout)
+        return self._map_async(func, iterable, ONE, chunksize, callback, error_callback, opts)
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None) -> list[Any]:
+    def starmap(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
+    ) -> list[Any]:
         """``[func(*args) for args in iterable]``, computed in the workers, in order."""
-        return self._map_async(func, iterable, STAR, chunksize, None, None).get()  # type: ignore[no-any-return]
+        opts = self._opts(retries, task_timeout)
+        return self._map_async(func, iterable, STAR, chunksize, None, None, opts).get()  # type: ignore[no-any-return]
 
     def starmap_async(
         self,
@@ -271,33 +370,71 @@ class Pool:
         chunksize: int | None = None,
         callback: Callable[[Any], object] | None = None,
         error_callback: Callable[[BaseException], object] | None = None,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
     ) -> MapResult:
         """Like ``starmap`` but returns a MapResult at once."""
-        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback)
+        opts = self._opts(retries, task_timeout)
+        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback, opts)
 
-    def _imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int, ordered: bool) -> IMapIterator:
+    def _imap(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int,
+        ordered: bool,
+        opts: TaskOptions,
+    ) -> IMapIterator:
         self._check_running()
         _check_chunksize(chunksize)
-        result = IMapIterator(ordered, self._presentation)
+        # Read ahead at most this many items of what was consumed (bounded memory over an
+        # endless or huge input); close() lifts the bound for iterators still held.
+        window = Window(max(64, 4 * self._processes) * chunksize)
+        job = StreamJob(ordered, self._presentation, window)
+        job.on_interrupt = self._interrupted
+        result = IMapIterator(job)
         with self._feeders_lock:
             self._feeders += 1
+            self._windows.add(window)
         start_feeder(
-            self._submit, func, ONE, iterable, chunksize, result, self._feeder_done,
-            f"{type(self).__name__}-feeder",
+            self._submit, func, ONE, iterable, chunksize, job,
+            lambda: self._feeder_done(window),
+            f"{type(self).__name__}-feeder", opts,
         )
         return result
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
-        """An iterator of ``func(x)`` in input order; the input is read in the background."""
-        return self._imap(func, iterable, chunksize, ordered=True)
+    def imap(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int = 1,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
+    ) -> IMapIterator:
+        """An iterator of ``func(x)`` in input order. The input is read in the background, only
+        as far ahead of the results consumed as a bounded window allows."""
+        opts = self._opts(retries, task_timeout)
+        return self._imap(func, iterable, chunksize, True, opts)
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+    def imap_unordered(
+        self,
+        func: Callable[[Any], Any],
+        iterable: Iterable[Any],
+        chunksize: int = 1,
+        *,
+        retries: int | None = None,
+        task_timeout: float | None = None,
+    ) -> IMapIterator:
         """An iterator of ``func(x)`` in the order they finish."""
-        return self._imap(func, iterable, chunksize, ordered=False)
+        opts = self._opts(retries, task_timeout)
+        return self._imap(func, iterable, chunksize, False, opts)
 
-    def _feeder_done(self) -> None:
+    def _feeder_done(self, window: Window) -> None:
         with self._feeders_lock:
             self._feeders -= 1
+            self._windows.discard(window)
             self._feeders_lock.notify_all()
             last = self._feeders == 0
         if last and self._state == CLOSE:
@@ -318,12 +455,19 @@ class Pool:
             self._state = CLOSE
             with self._feeders_lock:
                 idle = self._feeders == 0
+                windows = list(self._windows)
+            for window in windows:
+                window.unbound()  # read the rest of inputs whose results are still wanted
             if idle:
                 self._close_backend()
 
     def terminate(self) -> None:
         """Stop the workers now; unfinished tasks fail with CancelledError."""
         self._state = TERMINATE
+        with self._feeders_lock:
+            windows = list(self._windows)
+        for window in windows:
+            window.abandon()
         _terminate_backend(self._backend, self._runner)
 
     def join(self) -> None:
@@ -361,8 +505,21 @@ class ThreadPool(Pool):
         processes: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[Any] = (),
+        *,
+        retries: int = 0,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        backoff: float = 0.0,
+        task_timeout: float | None = None,
     ) -> None:
-        super().__init__(processes, initializer, initargs)
+        super().__init__(
+            processes,
+            initializer,
+            initargs,
+            retries=retries,
+            retry_on=retry_on,
+            backoff=backoff,
+            task_timeout=task_timeout,
+        )
 
     @staticmethod
     def _default_size() -> int:

@@ -36,10 +36,28 @@ class WorkerHandle:
     def __init__(self, slot: int, name: str) -> None:
         self.slot = slot
         self.name = name
-        self.pid: int | None = None
+        self._pid: int | None = None
+        # Set once the pid is known or the worker is gone: a zygote reports the pid a moment
+        # after launch(), and code written for multiprocessing reads ``pool._pool[i].pid``.
+        self._known = threading.Event()
         self._exitcode: int | None = None
         self._ended = threading.Event()
         self._process: Any = None  # the multiprocessing.Process, when one started it
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @pid.setter
+    def pid(self, value: int | None) -> None:
+        self._pid = value
+        if value is not None:
+            self._known.set()
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until the pid is known or the worker has ended; True if it is known."""
+        self._known.wait(timeout)
+        return self._pid is not None
 
     @property
     def exitcode(self) -> int | None:
@@ -52,6 +70,7 @@ class WorkerHandle:
     def _set_exitcode(self, code: int | None) -> None:
         self._exitcode = code
         self._ended.set()
+        self._known.set()
         if self._process is not None:
             self._process.join(0)  # reap it and drop it from multiprocessing's children
 

@@ -1,23 +1,44 @@
 """The thread backend: worker threads of this process, for I/O-bound work and ThreadPool.
 
-Threads cannot be stopped from outside: a task that never returns keeps its thread. The backend
-never waits on such a thread while holding anything the pool needs; ``terminate()`` drops the
-queued chunks and lets running ones finish in the background.
+A thread cannot be stopped from outside. So a task past its ``task_timeout`` fails with
+``TaskTimeout`` at its deadline, its thread is *abandoned* (it finishes the stuck call in the
+background, its result is dropped, then it exits) and a new thread takes its place, so the pool
+never waits on a stuck thread. The same happens on Ctrl-C (``interrupt``) and ``terminate``:
+running tasks are abandoned and reported as cancelled. What a stuck call holds (locks, files)
+stays held until it returns: that, only processes can end.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any
 
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
-from shoal._core._outcome import BROKEN, CANCELLED, RAISED, Failure
-from shoal._core._task import Chunk, run_items
+from shoal._core._options import settle
+from shoal._core._outcome import BROKEN, CANCELLED, RAISED, TIMEOUT, Failure, short_repr
+from shoal._core._task import ONE, STAR, Chunk
+from shoal._errors import TaskTimeout
 
 __all__ = ["ThreadBackend"]
+
+
+class _Running:
+    """What one worker thread is doing now (read by the watchdog)."""
+
+    __slots__ = ("abandoned", "chunk", "pos", "started", "thread")
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.chunk: Chunk | None = None
+        self.pos = 0
+        self.started = 0.0
+        self.abandoned = False
 
 
 class ThreadBackend:
@@ -31,12 +52,24 @@ class ThreadBackend:
         self._queue: deque[Chunk] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._threads: list[threading.Thread] = []
+        self._running: dict[threading.Thread, _Running] = {}
         self._idle = 0
         self._closing = False
         self._broken: str | None = None
-        self._count = 0
+        self._count = itertools.count()
         self._ended = threading.Event()
-        self.stats = {"tasks": 0, "failed": 0, "workers_started": 0, "workers_died": 0}
+        self._deadlines: list[tuple[float, int, _Running, Chunk, int]] = []
+        self._seq = itertools.count()
+        self._watchdog: threading.Thread | None = None
+        self.stats = {
+            "tasks": 0,
+            "failed": 0,
+            "retried": 0,
+            "timed_out": 0,
+            "workers_started": 0,
+            "workers_died": 0,
+            "abandoned": 0,
+        }
 
     @property
     def broken(self) -> str | None:
@@ -48,35 +81,48 @@ class ThreadBackend:
     def workers(self) -> list[threading.Thread]:
         return [t for t in self._threads if t.is_alive()]
 
+    def _live(self) -> int:
+        return sum(1 for r in self._running.values() if not r.abandoned)
+
     def _spawn(self) -> None:
         # Called with the lock held.
-        self._count += 1
         t = threading.Thread(
-            target=self._work, name=f"{self._config.name}_{self._count - 1}", daemon=True
+            target=self._work, name=f"{self._config.name}_{next(self._count)}", daemon=True
         )
         self._threads.append(t)
+        self._running[t] = _Running(t)
         self.stats["workers_started"] += 1
         t.start()
 
     def start(self) -> None:
         with self._cond:
-            while len(self._threads) < self._max:
+            while self._live() < self._max:
                 self._spawn()
 
     def submit(self, chunk: Chunk) -> None:
         with self._cond:
             if self._broken is not None:
-                self._fail(chunk, Failure(BROKEN, RuntimeError(self._broken)))
+                failure = Failure(BROKEN, RuntimeError(self._broken))
+            else:
+                self._enqueue(chunk)
                 return
+        self._fail(chunk, failure)
+
+    def _enqueue(self, chunk: Chunk, front: bool = False) -> None:
+        # Called with the lock held.
+        if front:
+            self._queue.appendleft(chunk)
+        else:
             self._queue.append(chunk)
-            if self._idle > len(self._queue) - 1:
-                self._cond.notify()
-            elif len(self._threads) < self._max:
-                self._spawn()
-            elif self._idle:
-                self._cond.notify()
+        if self._idle >= len(self._queue):
+            self._cond.notify()
+        elif self._live() < self._max and not self._closing:
+            self._spawn()
+        elif self._idle:
+            self._cond.notify()
 
     def _fail(self, chunk: Chunk, failure: Failure) -> None:
+        self.stats["failed"] += len(chunk.indices)
         for idx in chunk.indices:
             chunk.sink.deliver(idx, False, failure)
         chunk.release()
@@ -85,6 +131,7 @@ class ThreadBackend:
         mark_internal_thread()
         config = self._config
         me = threading.current_thread()
+        state = self._running[me]
         if config.initializer is not None:
             try:
                 config.initializer(*config.initargs)
@@ -101,40 +148,141 @@ class ThreadBackend:
         try:
             while True:
                 with cond:
-                    while not queue and not self._closing:
+                    while not queue and not self._closing and not state.abandoned:
                         self._idle += 1
                         cond.wait()
                         self._idle -= 1
-                    if not queue:
+                    if not queue or state.abandoned:
                         return
                     chunk = queue.popleft()
                 if not chunk.sink.claim():
                     chunk.release()
                     continue
-                outcomes = run_items(chunk.fn, chunk.mode, chunk.items)
-                sink = chunk.sink
-                self.stats["tasks"] += len(outcomes)
-                for idx, (ok, value) in zip(chunk.indices, outcomes, strict=True):
-                    if ok:
-                        sink.deliver(idx, True, value)
-                    else:
-                        self.stats["failed"] += 1
-                        sink.deliver(idx, False, Failure(RAISED, value))
-                chunk.release()
-                del outcomes, chunk, sink, value
+                if not self._run_chunk(state, chunk):
+                    return  # abandoned: the watchdog has reported and replaced us
                 done += 1
                 if limit is not None and done >= limit:
                     with cond:
-                        self._threads.remove(me)
-                        if not self._closing and (queue or self._config.start_all):
+                        state.abandoned = True  # retire: a new thread takes the place
+                        if not self._closing and (queue or config.start_all):
                             self._spawn()
                     return
         finally:
             with cond:
+                self._running.pop(me, None)
                 if self._closing and not any(
                     t.is_alive() and t is not me for t in self._threads
                 ):
                     self._ended.set()
+
+    def _run_chunk(self, state: _Running, chunk: Chunk) -> bool:
+        """Run a chunk's items; False if this thread was abandoned meanwhile."""
+        fn, mode, sink = chunk.fn, chunk.mode, chunk.sink
+        timeout = chunk.opts.timeout if chunk.opts is not None else None
+        for pos, item in enumerate(chunk.items):
+            state.chunk, state.pos, state.started = chunk, pos, time.monotonic()
+            if timeout is not None:
+                self._arm(state, chunk, pos, state.started + timeout)
+            try:
+                if mode == ONE:
+                    ok, value = True, fn(item)
+                elif mode == STAR:
+                    ok, value = True, fn(*item)
+                else:
+                    ok, value = True, fn(*item[0], **item[1])
+            except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
+                ok, value = False, exc
+            with self._cond:
+                if state.abandoned:
+                    return False
+                state.chunk = None
+            self.stats["tasks"] += 1
+            if ok:
+                sink.deliver(chunk.indices[pos], True, value)
+            else:
+                self._fail_item(chunk, pos, Failure(RAISED, value))
+            del value
+        chunk.release()
+        return True
+
+    def _fail_item(self, chunk: Chunk, pos: int, failure: Failure) -> None:
+        retry, delay = settle(chunk, pos, failure)
+        if retry is not None:
+            self.stats["retried"] += 1
+            if delay > 0:
+                timer = threading.Timer(delay, self._requeue, (retry,))
+                timer.daemon = True
+                timer.start()
+            else:
+                self._requeue(retry)
+            return
+        self.stats["failed"] += 1
+        chunk.sink.deliver(chunk.indices[pos], False, failure)
+
+    def _requeue(self, chunk: Chunk) -> None:
+        with self._cond:
+            if not self._closing or self._queue or self._live():
+                self._enqueue(chunk, front=True)
+                return
+        self._fail(chunk, Failure(CANCELLED, RuntimeError("the pool was shut down")))
+
+    # ---- time limits -----------------------------------------------------------------------
+
+    def _arm(self, state: _Running, chunk: Chunk, pos: int, deadline: float) -> None:
+        with self._cond:
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), state, chunk, pos))
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(
+                    target=self._watch, name=f"{self._config.name}-watchdog", daemon=True
+                )
+                self._watchdog.start()
+            else:
+                self._cond.notify_all()
+
+    def _watch(self) -> None:
+        mark_internal_thread()
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if self._closing and not self._deadlines:
+                        self._watchdog = None
+                        return
+                    now = time.monotonic()
+                    if self._deadlines and self._deadlines[0][0] <= now:
+                        _, _, state, chunk, pos = heapq.heappop(self._deadlines)
+                        if state.chunk is chunk and state.pos == pos and not state.abandoned:
+                            break
+                        continue
+                    wait = self._deadlines[0][0] - now if self._deadlines else None
+                    cond.wait(wait)
+                rest = self._abandon(state)
+            self._expire(chunk, pos, rest)
+
+    def _abandon(self, state: _Running) -> list[int]:
+        """Give up on a thread stuck in a task (lock held): a new thread replaces it."""
+        state.abandoned = True
+        self.stats["abandoned"] += 1
+        chunk = state.chunk
+        assert chunk is not None
+        rest = list(range(state.pos + 1, len(chunk.items)))
+        if not self._closing and (self._queue or self._config.start_all):
+            self._spawn()
+        return rest
+
+    def _expire(self, chunk: Chunk, pos: int, rest: list[int]) -> None:
+        self.stats["timed_out"] += 1
+        limit = chunk.opts.timeout if chunk.opts is not None else None
+        err = TaskTimeout(
+            f"task {chunk.indices[pos]} ran longer than its task_timeout of {limit} s; its "
+            "thread cannot be stopped, so it was abandoned and replaced (the call goes on in "
+            "the background; its result will be dropped)"
+        )
+        self._fail_item(chunk, pos, Failure(TIMEOUT, err, args=short_repr(chunk.items[pos])))
+        if rest:
+            self._requeue(chunk.subset(rest))
+
+    # ---- ending ----------------------------------------------------------------------------
 
     def _set_broken(self, why: str) -> None:
         with self._cond:
@@ -161,27 +309,83 @@ class ThreadBackend:
         if wait:
             self.join()
 
+    def _drop_running(self, why: str) -> list[tuple[Chunk, list[int]]]:
+        # Called with the lock held: abandon every thread that is inside a task.
+        dropped = []
+        for state in self._running.values():
+            if state.chunk is not None and not state.abandoned:
+                chunk = state.chunk
+                positions = list(range(state.pos, len(chunk.items)))
+                state.abandoned = True
+                self.stats["abandoned"] += 1
+                dropped.append((chunk, positions))
+        return dropped
+
+    def _cancel(self, dropped: list[tuple[Chunk, list[int]]], queued: list[Chunk], why: str) -> None:
+        failure = Failure(CANCELLED, RuntimeError(why))
+        for chunk in queued:
+            self._fail(chunk, failure)
+        for chunk, positions in dropped:
+            for p in positions:
+                chunk.sink.deliver(chunk.indices[p], False, failure)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: cancel what is queued; running tasks are abandoned (threads cannot be
+        stopped) and reported as cancelled; new threads replace them."""
+        with self._cond:
+            queued = list(self._queue)
+            self._queue.clear()
+            dropped = self._drop_running("interrupted")
+            if not self._closing and self._config.start_all:
+                while self._live() < self._max:
+                    self._spawn()
+        if dropped:
+            logging.getLogger("shoal").warning(
+                "KeyboardInterrupt: %d running task(s) in threads cannot be stopped; they were "
+                "abandoned and go on in the background", len(dropped)
+            )
+        self._cancel(dropped, queued, "cancelled by KeyboardInterrupt")
+
+    def cancel_running(self, sink: Any) -> None:
+        """A forced cancel: the thread cannot be stopped, so it is abandoned and replaced."""
+        with self._cond:
+            states = [
+                s for s in self._running.values()
+                if s.chunk is not None and s.chunk.sink is sink and not s.abandoned
+            ]
+            for state in states:
+                state.abandoned = True
+                self.stats["abandoned"] += 1
+                if not self._closing and (self._queue or self._config.start_all):
+                    self._spawn()
+
     def terminate(self) -> None:
         with self._cond:
             self._closing = True
-            dropped = list(self._queue)
+            queued = list(self._queue)
             self._queue.clear()
+            dropped = self._drop_running("terminated")
             self._cond.notify_all()
-        for chunk in dropped:
-            self._fail(chunk, Failure(CANCELLED, RuntimeError("the pool was terminated")))
+        self._cancel(dropped, queued, "the pool was terminated")
         self._check_ended()
 
     def _check_ended(self) -> None:
         with self._cond:
-            if self._closing and not any(t.is_alive() for t in self._threads):
+            if self._closing and not any(
+                t.is_alive() and not self._is_abandoned(t) for t in self._threads
+            ):
                 self._ended.set()
+
+    def _is_abandoned(self, t: threading.Thread) -> bool:
+        state = self._running.get(t)
+        return state is not None and state.abandoned
 
     def join(self, timeout: float | None = None) -> bool:
         me = threading.current_thread()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for t in list(self._threads):
-            if t is not me:
-                t.join(timeout)
-        if all(not t.is_alive() or t is me for t in self._threads):
-            self._ended.set()
+            if t is me or self._is_abandoned(t):
+                continue  # never wait on a thread stuck in a task we gave up on
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self._check_ended()
         return self._ended.is_set()
-

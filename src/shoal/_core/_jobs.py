@@ -8,6 +8,7 @@ becomes ready, as ``multiprocessing.Pool`` does.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -17,7 +18,59 @@ from typing import Any
 from shoal._core._callbacks import CallbackRunner, in_internal_thread
 from shoal._core._outcome import BROKEN, CANCELLED, Failure
 
-__all__ = ["ListJob", "Presentation", "StreamJob", "ValueJob"]
+__all__ = ["ListJob", "Presentation", "Stream", "StreamJob", "ValueJob", "Window"]
+
+
+class Window:
+    """How far an ``imap`` feeder may read ahead of the consumer, in items.
+
+    The feeder waits while ``read - consumed >= size``. Closing the pool lifts the bound
+    (``unbound``), so code that closes and joins before iterating still gets every result; an
+    abandoned iterator (``abandon``) stops the feeder, so ``join()`` does not read an endless
+    input for ever.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._cond = threading.Condition(threading.Lock())
+        self._read = 0
+        self._consumed = 0
+        self._unbounded = False
+        self.abandoned = False
+
+    def wait_for_room(self, n: int) -> bool:
+        """Block until ``n`` more items may be read; False if the iterator was abandoned."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.abandoned
+                or self._unbounded
+                or self._read - self._consumed < self.size
+            )
+            if self.abandoned:
+                return False
+            self._read += n
+            return True
+
+    @property
+    def ahead(self) -> int:
+        """Items read from the input whose results were not consumed yet."""
+        return self._read - self._consumed
+
+    def consumed(self) -> None:
+        with self._cond:
+            self._consumed += 1
+            if self._read - self._consumed < self.size:
+                self._cond.notify()
+
+    def unbound(self) -> None:
+        with self._cond:
+            self._unbounded = True
+            self._cond.notify_all()
+
+    def abandon(self) -> None:
+        with self._cond:
+            self.abandoned = True
+            self._cond.notify_all()
 
 
 @dataclass(frozen=True)
@@ -61,6 +114,8 @@ class _Job:
         self._event = threading.Event()
         self._success: bool | None = None
         self._value: Any = None
+        #: Called when Ctrl-C lands in a wait on this job (the pool cancels and stops tasks).
+        self.on_interrupt: Callable[[], object] | None = None
 
     def claim(self) -> bool:
         return True
@@ -74,7 +129,12 @@ class _Job:
         return bool(self._success)
 
     def wait(self, timeout: float | None = None) -> None:
-        self._event.wait(timeout)
+        try:
+            self._event.wait(timeout)
+        except KeyboardInterrupt:
+            if self.on_interrupt is not None:
+                self.on_interrupt()
+            raise
 
     def get(self, timeout: float | None = None) -> Any:
         self.wait(timeout)
@@ -167,9 +227,15 @@ class StreamJob:
 
     The length is known only once the input is exhausted (``set_length``)."""
 
-    def __init__(self, ordered: bool, presentation: Presentation) -> None:
+    def __init__(
+        self, ordered: bool, presentation: Presentation, window: Window | None = None
+    ) -> None:
         self._ordered = ordered
         self._presentation = presentation
+        #: Bounds how far the input is read ahead of what was consumed (see Window).
+        self.window = window
+        #: Called when Ctrl-C lands in a wait on this iterator.
+        self.on_interrupt: Callable[[], object] | None = None
         self._cond = threading.Condition(threading.Lock())
         self._items: dict[int, tuple[bool, Any]] = {}
         self._arrived: deque[tuple[bool, Any, int]] = deque()
@@ -211,6 +277,14 @@ class StreamJob:
         return None
 
     def next(self, timeout: float | None = None) -> Any:
+        try:
+            return self._next_item(timeout)
+        except KeyboardInterrupt:
+            if self.on_interrupt is not None:
+                self.on_interrupt()
+            raise
+
+    def _next_item(self, timeout: float | None) -> Any:
         with self._cond:
             got = self._take()
             if got is None:
@@ -227,9 +301,38 @@ class StreamJob:
                         raise StopIteration from None
                     raise self._presentation.timeout_error from None
             self.consumed += 1
+        if self.window is not None:
+            self.window.consumed()
         ok, value, index = got
         if ok:
             return value
         raise self._presentation.exception(value, index)
 
     __next__ = next  # type: ignore[assignment]
+
+
+class Stream:
+    """The iterator a caller holds over a :class:`StreamJob`.
+
+    Kept apart from the job on purpose: chunks in flight hold the job, only the caller holds
+    this. When the caller drops it, its window is abandoned at once and the feeder stops reading
+    (an endless input is not read for ever by ``join()``)."""
+
+    def __init__(self, job: StreamJob) -> None:
+        self._job = job
+        if job.window is not None:
+            weakref.finalize(self, job.window.abandon)
+
+    @property
+    def window(self) -> Window | None:
+        return self._job.window
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> Any:
+        return self._job.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        """The next result; ``timeout`` as in the stdlib's ``IMapIterator.next``."""
+        return self._job.next(timeout)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from shoal._core._outcome import DIED, RAISED, TIMEOUT, Failure
 from shoal._core._task import Chunk
 
-__all__ = ["DEFAULT", "TaskOptions", "check_options", "settle"]
+__all__ = ["DEFAULT", "TaskOptions", "check_options", "parse_bytes", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +98,35 @@ def settle(chunk: Chunk, pos: int, failure: Failure) -> tuple[Chunk | None, floa
         return retry, opts.delay(attempts)
     failure.history = earlier
     return None, 0.0
+
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+    "t": 1000**4, "tb": 1000**4,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+}
+
+
+def parse_bytes(value: int | str | None, what: str = "max_memory_per_worker") -> int | None:
+    """``2_000_000_000``, ``"2GB"``, ``"1.5 GiB"`` -> bytes; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"{what} must be a positive number of bytes, not {value!r}")
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace("_", "")
+        number = text.rstrip("kmgtib ")
+        unit = text[len(number):].strip()
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = -1.0
+        if unit in _UNITS and amount > 0:
+            return int(amount * _UNITS[unit])
+    raise ValueError(
+        f"{what} must be a positive number of bytes or a size such as '2GB' or '512MiB', "
+        f"not {value!r}"
+    )

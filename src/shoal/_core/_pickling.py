@@ -38,12 +38,34 @@ def _by_value(obj: Any) -> bool:
     return getattr(obj, "__module__", None) == "__main__"
 
 
+class _NeedsValue(Exception):
+    """Raised inside :class:`_PlainPickler` for what must travel by value."""
+
+
+class _PlainPickler(pickle.Pickler):
+    """Plain pickle, refusing ``__main__`` functions and classes (they go by value)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _FUNCTION_TYPES) and _by_value(obj):
+            raise _NeedsValue
+        return NotImplemented
+
+
 def dumps(obj: Any) -> bytes:
     """Pickle a function or arguments for a worker.
 
-    cloudpickle already has the rule we want: importable functions and classes by reference,
-    ``__main__`` ones, lambdas and closures by value.
+    Plain pickle first; cloudpickle for what it cannot send (lambdas, closures, local classes)
+    and for ``__main__`` functions and classes, which travel by value. Not cloudpickle for
+    everything: it sends a classmethod of an importable class by value (its qualname does not
+    name the function), with the code's file renamed ``<dynamic-code>``, so the worker's
+    traceback loses its source lines (CPython's ``test_traceback`` reads them).
     """
+    buf = io.BytesIO()
+    try:
+        _PlainPickler(buf, protocol=PROTOCOL).dump(obj)
+        return buf.getvalue()
+    except (_NeedsValue, pickle.PicklingError, AttributeError, TypeError):
+        pass  # cloudpickle tries again, and raises the error again if it cannot do better
     import cloudpickle
 
     return bytes(cloudpickle.dumps(obj, protocol=PROTOCOL))

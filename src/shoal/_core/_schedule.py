@@ -41,11 +41,12 @@ def submit_list(
     items: Sequence[Any],
     chunksize: int,
     sink: Sink,
+    opts: Any = None,
 ) -> None:
     """Submit a list's items in chunks; a chunk that cannot be sent raises here."""
     for start in range(0, len(items), chunksize):
         part = items[start : start + chunksize]
-        submit(Chunk(fn, mode, part, range(start, start + len(part)), sink))
+        submit(Chunk(fn, mode, part, range(start, start + len(part)), sink, opts))
 
 
 def start_feeder(
@@ -57,21 +58,30 @@ def start_feeder(
     sink: Any,
     done: Callable[[], None],
     name: str,
+    opts: Any = None,
 ) -> threading.Thread:
     """Read an iterable in a thread and submit its chunks (``imap``): an error from the iterable
-    becomes the failure of the position it interrupted, and ends the stream there."""
+    becomes the failure of the position it interrupted, and ends the stream there.
+
+    With a window on the sink, the input is read only as fast as results are consumed, and
+    reading stops once the caller abandons the iterator.
+    """
+    window = sink.window
 
     def feed() -> None:
         index = 0
         try:
             for part in iter_chunks(iterable, chunksize):
-                chunk = Chunk(fn, mode, part, range(index, index + len(part)), sink)
+                if window is not None and not window.wait_for_room(len(part)):
+                    return
+                chunk = Chunk(fn, mode, part, range(index, index + len(part)), sink, opts)
                 index += len(part)
                 try:
                     submit(chunk)
                 except Exception as exc:  # noqa: BLE001 - it cannot be pickled
                     for i in chunk.indices:
                         sink.deliver(i, False, Failure(RAISED, exc))
+                del chunk
         except BaseException as exc:  # noqa: BLE001 - the user's iterable raised
             sink.deliver(index, False, Failure(RAISED, exc))
             index += 1
