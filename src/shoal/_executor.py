@@ -189,30 +189,48 @@ class Executor(concurrent.futures.Executor):
             )
         end_time = None if timeout is None else timeout + time.monotonic()
         batches = _batches(zip(*iterables, strict=False), chunksize)
+        # Each batch's first position in the input: notes name an item by its position in this
+        # map, as Pool.map does (a per-executor counter plus the offset in a batch would give two
+        # items the same number).
+        starts = itertools.count(0, chunksize)
         with self._shutdown_lock:
             self._check_open()
             if buffersize is None:
-                futures = [self._submit_batch(fn, batch, chunksize) for batch in batches]
+                futures = [
+                    self._submit_batch(fn, batch, chunksize, next(starts)) for batch in batches
+                ]
             else:
                 futures = [
-                    self._submit_batch(fn, batch, chunksize)
+                    self._submit_batch(fn, batch, chunksize, next(starts))
                     for batch in itertools.islice(batches, buffersize)
                 ]
-        more = None if buffersize is None else (lambda: self._next_batch(fn, batches, chunksize))
+        more = (
+            None
+            if buffersize is None
+            else (lambda: self._next_batch(fn, batches, chunksize, starts))
+        )
         return _iterate(futures, end_time, single=chunksize == 1, more=more)
 
-    def _next_batch(self, fn: Callable[..., Any], batches: Iterator[list[Any]], chunksize: int) -> Future | None:
+    def _next_batch(
+        self,
+        fn: Callable[..., Any],
+        batches: Iterator[list[Any]],
+        chunksize: int,
+        starts: Iterator[int],
+    ) -> Future | None:
         batch = next(batches, None)
         if batch is None:
             return None
         with self._shutdown_lock:
             self._check_open()
-            return self._submit_batch(fn, batch, chunksize)
+            return self._submit_batch(fn, batch, chunksize, next(starts))
 
-    def _submit_batch(self, fn: Callable[..., Any], batch: list[Any], chunksize: int) -> Future:
+    def _submit_batch(
+        self, fn: Callable[..., Any], batch: list[Any], chunksize: int, start: int
+    ) -> Future:
         holder: list[Any] = []
         future = self._new_future(holder)
-        task = next(self._tasks)
+        task = start
         sink = _FutureSink(future, self._presentation, task, None if chunksize == 1 else len(batch))
         holder.append(sink)
         chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options)

@@ -38,7 +38,7 @@ TERMINATE = _mp_pool.TERMINATE
 _PID_WAIT = 10.0
 
 _PROCESS_STYLE = Presentation(
-    remote_tb=_mp_pool.RemoteTraceback,
+    remote_tb=_mp_pool.RemoteTraceback,  # type: ignore[attr-defined]  # not in typeshed
     pool_style=True,
     timeout_error=multiprocessing.TimeoutError,
     broken_error=PoolBroken,
@@ -218,7 +218,11 @@ class Pool:
         CPython's tests) that call it."""
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
+        cls = type(self)
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} state={self._state} "
+            f"pool_size={self._processes}>"
+        )
 
     def __reduce__(self) -> Any:
         raise NotImplementedError(

@@ -47,6 +47,8 @@ __all__ = ["ProcessBackend"]
 
 #: Chunks a worker holds at once: one running, one waiting in its pipe to hide the round trip.
 PREFETCH = 2
+#: Why a worker is stopped on Ctrl-C: everything it holds is cancelled, nothing re-queued.
+_INTERRUPTED = "interrupted"
 #: How long a stopped worker has to exit on SIGTERM before SIGKILL.
 TERMINATE_GRACE = 1.0
 _WRITEV_MAX = 64
@@ -340,7 +342,7 @@ class ProcessBackend:
                 self._cancel_pending("cancelled by KeyboardInterrupt")
                 for w in list(self._workers.values()):
                     if w.inflight and not w.stopping:
-                        self._stop(w, CANCELLED)
+                        self._stop(w, _INTERRUPTED)
             elif what == "cancel":
                 sink = cmd[1]
                 for w in list(self._workers.values()):
@@ -647,14 +649,16 @@ class ProcessBackend:
                 )
         if not inflight:
             return
-        if self._terminating or self._broken is not None:
+        final: Failure | None = None
+        if self._broken is not None:
+            final = Failure(BROKEN, RuntimeError(self._broken))
+        elif self._terminating:
+            final = Failure(CANCELLED, RuntimeError("the pool was terminated"))
+        elif w.stopping == _INTERRUPTED:
+            final = Failure(CANCELLED, RuntimeError("cancelled by KeyboardInterrupt"))
+        if final is not None:
             for chunk in inflight:
-                if self._broken is not None:
-                    self._deliver_all(chunk, Failure(BROKEN, RuntimeError(self._broken)))
-                else:
-                    self._deliver_all(
-                        chunk, Failure(CANCELLED, RuntimeError("the pool was terminated"))
-                    )
+                self._deliver_all(chunk, final)
             return
         running = inflight[0]
         requeue: list[Chunk] = []

@@ -50,7 +50,11 @@ class ThreadBackend:
         self._config = config
         self._max = config.max_workers
         self._queue: deque[Chunk] = deque()
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        # The watchdog waits on its own condition (same lock): a notify() meant to wake one idle
+        # worker must never be taken by the watchdog instead.
+        self._watch_cond = threading.Condition(lock)
         self._threads: list[threading.Thread] = []
         self._running: dict[threading.Thread, _Running] = {}
         self._idle = 0
@@ -158,7 +162,11 @@ class ThreadBackend:
                 if not chunk.sink.claim():
                     chunk.release()
                     continue
-                if not self._run_chunk(state, chunk):
+                ran = self._run_chunk(state, chunk)
+                # An idle thread must not keep the job, and so its results, alive (CPython's
+                # test_release_task_refs).
+                del chunk
+                if not ran:
                     return  # abandoned: the watchdog has reported and replaced us
                 done += 1
                 if limit is not None and done >= limit:
@@ -237,11 +245,11 @@ class ThreadBackend:
                 )
                 self._watchdog.start()
             else:
-                self._cond.notify_all()
+                self._watch_cond.notify()
 
     def _watch(self) -> None:
         mark_internal_thread()
-        cond = self._cond
+        cond = self._watch_cond
         while True:
             with cond:
                 while True:
@@ -291,6 +299,7 @@ class ThreadBackend:
             self._queue.clear()
             self._closing = True
             self._cond.notify_all()
+            self._watch_cond.notify_all()
         for chunk in failed:
             self._fail(chunk, Failure(BROKEN, RuntimeError(why)))
         self._check_ended()
@@ -303,6 +312,7 @@ class ThreadBackend:
                 dropped = list(self._queue)
                 self._queue.clear()
             self._cond.notify_all()
+            self._watch_cond.notify_all()
         for chunk in dropped:
             self._fail(chunk, Failure(CANCELLED, RuntimeError("shut down before it ran")))
         self._check_ended()
@@ -366,6 +376,7 @@ class ThreadBackend:
             self._queue.clear()
             dropped = self._drop_running("terminated")
             self._cond.notify_all()
+            self._watch_cond.notify_all()
         self._cancel(dropped, queued, "the pool was terminated")
         self._check_ended()
 
