@@ -45,8 +45,12 @@ from shoal._errors import TaskTimeout, WorkerDied
 
 __all__ = ["ProcessBackend"]
 
-#: Chunks a worker holds at once: one running, one waiting in its pipe to hide the round trip.
+#: Chunks a worker holds at once when chunks are short: one running, one waiting in its pipe
+#: to hide the round trip. For longer chunks a worker holds one, so a short task never waits
+#: behind a long one while another worker is idle.
 PREFETCH = 2
+#: Chunks that take less than this (a moving average of measured times) are prefetched.
+PREFETCH_BELOW = 0.005
 #: Why a worker is stopped on Ctrl-C: everything it holds is cancelled, nothing re-queued.
 _INTERRUPTED = "interrupted"
 #: How long a stopped worker has to exit on SIGTERM before SIGKILL.
@@ -84,6 +88,7 @@ class _Worker:
         "check_at",
         "functions",
         "handle",
+        "head_since",
         "inflight",
         "kill_at",
         "out",
@@ -118,6 +123,8 @@ class _Worker:
         #: When to SIGKILL it if SIGTERM did not end it.
         self.kill_at: float | None = None
         self.writing = False
+        #: When the chunk at the head of ``inflight`` became the one the worker runs.
+        self.head_since = 0.0
 
     def takes_work(self) -> bool:
         return not (self.retiring or self.quitting or self.stopping)
@@ -162,6 +169,8 @@ class ProcessBackend:
         # Deaths in a row of workers that held no started task: a worker that cannot even start
         # (a broken interpreter, an import error under spawn) must not be respawned for ever.
         self._idle_deaths = 0
+        #: Moving average of how long a chunk takes on a worker (None until measured).
+        self._chunk_time: float | None = None
         self._asleep = False
         self._started = threading.Event()
         self._ended = threading.Event()
@@ -318,9 +327,13 @@ class ProcessBackend:
             return True  # pending chunks are failed at once
         if self._live() < self._max and self._free_slots:
             return True
-        return any(
-            len(w.inflight) < PREFETCH and w.takes_work() for w in self._workers.values()
-        )
+        depth = self._depth()
+        return any(len(w.inflight) < depth and w.takes_work() for w in self._workers.values())
+
+    def _depth(self) -> int:
+        """Chunks a busy worker may hold: prefetch only when chunks are known to be short."""
+        t = self._chunk_time
+        return PREFETCH if t is not None and t < PREFETCH_BELOW else 1
 
     def _handle_commands(self) -> None:
         commands = self._commands
@@ -394,10 +407,12 @@ class ProcessBackend:
                 if fresh is None:
                     return
                 self._assign(fresh)
-            for w in list(self._workers.values()):
-                while pending and len(w.inflight) < PREFETCH and w.takes_work():
-                    if not self._assign(w):
-                        break
+            depth = self._depth()
+            if depth > 1:
+                for w in list(self._workers.values()):
+                    while pending and len(w.inflight) < depth and w.takes_work():
+                        if not self._assign(w):
+                            break
         if self._closing and not pending and not self._delayed:
             for w in list(self._workers.values()):
                 if not w.inflight and not w.quitting and not w.stopping:
@@ -437,8 +452,10 @@ class ProcessBackend:
             mode = chunk.mode | (TIMED if timeout is not None else 0)
             head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
             self._queue_out(w, head, items_blob)
-            if not w.inflight and timeout is not None:
-                w.check_at = time.monotonic() + timeout
+            if not w.inflight:
+                w.head_since = time.monotonic()
+                if timeout is not None:
+                    w.check_at = w.head_since + timeout
             w.inflight.append(chunk)
             w.assigned += 1
             limit = self._config.max_tasks_per_child
@@ -507,8 +524,13 @@ class ProcessBackend:
         (cid,) = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
         assert chunk.wire[3] == cid, (chunk.wire[3], cid)
+        now = time.monotonic()
+        took = now - w.head_since
+        avg = self._chunk_time
+        self._chunk_time = took if avg is None else 0.8 * avg + 0.2 * took
+        w.head_since = now
         if w.inflight and w.inflight[0].opts is not None and w.inflight[0].opts.timeout:
-            w.check_at = time.monotonic() + w.inflight[0].opts.timeout
+            w.check_at = now + w.inflight[0].opts.timeout
         else:
             w.check_at = None
         try:
