@@ -4,8 +4,8 @@ Dependencies point down only::
 
     shoal/__init__.py   re-exports only
     _cli, _demo         the public ``shoal`` API only (and _cli runs _demo)
-    _pool, _executor,   _core and _errors; backends only through the registry in _core, by name
-    _map
+    _pool, _executor,   _core and _errors; backends only through the registry in _core, by name;
+    _map                _observing (which imports observe/ lazily, for trace= and progress=)
     _backends/*         _core and _errors; of each other only their own helpers
                         (_process: _launch, _worker, _wire); never the facades
     observe/            _core and _errors (it listens to core events)
@@ -130,7 +130,10 @@ def allowed(module: str, target: str) -> bool | None:
     if module == "shoal._demo":
         return target == "shoal"
     if module in FACADES:
-        return _in(target, "shoal._core") or target == "shoal._errors"
+        return _in(target, "shoal._core") or target in {"shoal._errors", "shoal._observing"}
+    if module == "shoal._observing":
+        # How facades attach observers, importing shoal.observe only when asked.
+        return _in(target, "shoal.observe")
     if module == "shoal._backends":
         return False
     if _in(module, "shoal._backends"):

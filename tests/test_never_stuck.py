@@ -64,7 +64,7 @@ _HELD: bytearray | None = None
 def test_retry_reruns_a_task_whose_worker_died(method: str, tmp_path: Path) -> None:
     with shoal.Pool(2, context=method, retries=1) as pool:
         assert pool.apply(flaky_dies_once, (str(tmp_path / "once"),)) == "second time lucky"
-        assert pool.statistics()["retried"] == 1
+        assert pool.statistics().tasks_retried == 1
 
 
 def test_retries_exhausted_keep_the_error_type_and_list_attempts() -> None:
@@ -327,8 +327,7 @@ def test_executor_map_buffersize_bounds_submission() -> None:
     with shoal.ProcessPoolExecutor(2) as ex:
         results = ex.map(faults.square, itertools.count(), buffersize=4)
         assert [next(results) for _ in range(20)] == [x * x for x in range(20)]
-        stats = ex.statistics()
-        assert stats["tasks"] <= 20 + 4 + 2
+        assert ex.statistics().tasks_done <= 20 + 4 + 2
         with pytest.raises(ValueError, match="buffersize"):
             ex.map(faults.square, [1], buffersize=0)
 
@@ -338,7 +337,7 @@ def test_memory_guard_replaces_a_grown_worker_after_its_task() -> None:
         first = pool.apply(hold_memory, (120,))
         second = pool.apply(faults.getpid)
         assert first != second
-        assert pool.statistics()["workers_died"] == 0  # a clean retirement, not a death
+        assert pool.statistics().workers_lost == 0  # a clean retirement, not a death
     with shoal.Pool(1, max_memory_per_worker="500MB") as pool:
         assert pool.apply(hold_memory, (20,)) == pool.apply(faults.getpid)
 

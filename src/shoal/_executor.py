@@ -25,6 +25,8 @@ from shoal._core._future import Future
 from shoal._core._jobs import Presentation
 from shoal._core._lifecycle import exiting, track
 from shoal._core._options import DEFAULT, TaskOptions, check_options, parse_bytes
+from shoal._core._stats import Statistics
+from shoal._observing import attach_trace, make_progress
 from shoal._core._outcome import CANCELLED
 from shoal._core._task import CALL, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -49,7 +51,7 @@ class _FutureSink:
     """Connects one future to the backend: a chunk of one call, or of a ``map`` batch (whose
     future's result is the batch's list of results; the first failure fails it)."""
 
-    __slots__ = ("claimed", "future", "left", "presentation", "task", "values")
+    __slots__ = ("claimed", "future", "left", "presentation", "progress", "task", "values")
 
     def __init__(
         self, future: Future, presentation: Presentation, task: int, batch: int | None
@@ -60,6 +62,8 @@ class _FutureSink:
         self.values: list[Any] | None = [None] * batch if batch is not None else None
         self.left = batch or 1
         self.claimed = False
+        #: A progress bar shared by a map's batches (``update(ok)`` per item).
+        self.progress: Any = None
 
     def claim(self) -> bool:
         # A chunk can be claimed again: re-queued after its worker died, or retried.
@@ -69,6 +73,8 @@ class _FutureSink:
         return self.future.set_running_or_notify_cancel()
 
     def deliver(self, index: int, ok: bool, value: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(ok)
         future = self.future
         if future.done():
             return
@@ -98,13 +104,16 @@ class Executor(concurrent.futures.Executor):
     _broken_error: type[Exception] = PoolBroken
 
     _options: TaskOptions = DEFAULT
+    #: The progress bar of the map being submitted (handed to its sinks), or None.
+    _progress: Any = None
 
-    def _setup(self, config: WorkerConfig) -> None:
+    def _setup(self, config: WorkerConfig, trace: Any = False) -> None:
         self._shutdown_lock = threading.Lock()
         self._shutdown_thread = False
         self._tasks = itertools.count()
         self._runner = CallbackRunner(f"{type(self).__name__}-callbacks")
         self._backend: Any = create_backend(self._backend_name, config)
+        self._timeline = attach_trace(self._backend, trace)
         track(self._backend, drain=True)
         # An executor nobody holds any more finishes its queued work, then its workers exit.
         self._finalizer = weakref.finalize(self, _shutdown_backend, self._backend)
@@ -114,9 +123,15 @@ class Executor(concurrent.futures.Executor):
     def _broken(self) -> str | bool:
         return self._backend.broken or False
 
-    def statistics(self) -> dict[str, int]:
-        """Counts of tasks done and failed, and of workers started and lost."""
-        return dict(self._backend.stats)
+    def statistics(self) -> Statistics:
+        """Tasks done/failed/retried, per-worker busy fraction, time in user code vs transport
+        vs idle, and the slowest tasks."""
+        return self._backend.statistics()  # type: ignore[no-any-return]
+
+    @property
+    def timeline(self) -> Any:
+        """The Timeline recording this executor's tasks (``trace=``), or None."""
+        return self._timeline
 
     def _new_future(self, sink_holder: list[Any]) -> Future:
         future = Future()
@@ -173,6 +188,7 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: bool | str | Any = False,
     ) -> Iterator[Any]:
         """Like ``map(fn, *iterables)``, run in the workers.
 
@@ -188,6 +204,12 @@ class Executor(concurrent.futures.Executor):
                 "whole input at once, as the stdlib does)"
             )
         end_time = None if timeout is None else timeout + time.monotonic()
+        try:
+            total: int | None = min(len(it) for it in iterables)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            total = None
+        self._progress = make_progress(progress, total, getattr(fn, "__name__", "map"))
+        bar = self._progress
         batches = _batches(zip(*iterables, strict=False), chunksize)
         # Each batch's first position in the input: notes name an item by its position in this
         # map, as Pool.map does (a per-executor counter plus the offset in a batch would give two
@@ -204,12 +226,13 @@ class Executor(concurrent.futures.Executor):
                     self._submit_batch(fn, batch, chunksize, next(starts))
                     for batch in itertools.islice(batches, buffersize)
                 ]
+        self._progress = None
         more = (
             None
             if buffersize is None
-            else (lambda: self._next_batch(fn, batches, chunksize, starts))
+            else (lambda: self._next_batch(fn, batches, chunksize, starts, bar))
         )
-        return _iterate(futures, end_time, single=chunksize == 1, more=more)
+        return _iterate(futures, end_time, single=chunksize == 1, more=more, progress=bar)
 
     def _next_batch(
         self,
@@ -217,13 +240,18 @@ class Executor(concurrent.futures.Executor):
         batches: Iterator[list[Any]],
         chunksize: int,
         starts: Iterator[int],
+        bar: Any = None,
     ) -> Future | None:
         batch = next(batches, None)
         if batch is None:
             return None
         with self._shutdown_lock:
             self._check_open()
-            return self._submit_batch(fn, batch, chunksize, next(starts))
+            self._progress = bar
+            try:
+                return self._submit_batch(fn, batch, chunksize, next(starts))
+            finally:
+                self._progress = None
 
     def _submit_batch(
         self, fn: Callable[..., Any], batch: list[Any], chunksize: int, start: int
@@ -233,7 +261,8 @@ class Executor(concurrent.futures.Executor):
         task = start
         sink = _FutureSink(future, self._presentation, task, None if chunksize == 1 else len(batch))
         holder.append(sink)
-        chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options)
+        sink.progress = self._progress
+        chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options, task)
         try:
             self._backend.submit(chunk)
         except Exception as exc:  # noqa: BLE001
@@ -265,6 +294,7 @@ def _iterate(
     end_time: float | None,
     single: bool,
     more: Callable[[], Future | None] | None = None,
+    progress: Any = None,
 ) -> Iterator[Any]:
     # A generator separate from map() so that map() itself submits eagerly, and cancels what is
     # left when the caller stops iterating (or a wait times out). With ``more`` (buffersize),
@@ -292,6 +322,8 @@ def _iterate(
     finally:
         for future in futures:
             future.cancel()
+        if progress is not None:
+            progress.close()
 
 
 def _shutdown_backend(backend: Any) -> None:
@@ -308,9 +340,9 @@ class ProcessPoolExecutor(Executor):
         initializer: called as ``initializer(*initargs)`` in each worker when it starts.
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace a worker after this many tasks.
-        retries, retry_on, backoff, task_timeout, max_memory_per_worker: keyword-only, as on
-            :class:`shoal.Pool` (a task past ``task_timeout`` fails with ``TaskTimeout``; its
-            worker is stopped and replaced).
+        retries, retry_on, backoff, task_timeout, max_memory_per_worker, trace: keyword-only,
+            as on :class:`shoal.Pool` (a task past ``task_timeout`` fails with ``TaskTimeout``;
+            its worker is stopped and replaced). ``map`` also takes ``progress=True``.
 
     Raises:
         ValueError: ``max_workers`` <= 0, ``max_tasks_per_child`` <= 0, or
@@ -331,6 +363,7 @@ class ProcessPoolExecutor(Executor):
         backoff: float = 0.0,
         task_timeout: float | None = None,
         max_memory_per_worker: int | str | None = None,
+        trace: bool | Any = False,
     ) -> None:
         self._options = check_options(
             retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
@@ -375,7 +408,8 @@ class ProcessPoolExecutor(Executor):
                 init_logger="concurrent.futures",
                 name="ShoalExecutor",
                 extra={"max_memory_per_worker": memory_limit},
-            )
+            ),
+            trace,
         )
 
     @property
@@ -414,6 +448,7 @@ class ThreadPoolExecutor(Executor):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         backoff: float = 0.0,
         task_timeout: float | None = None,
+        trace: bool | Any = False,
     ) -> None:
         self._options = check_options(
             retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
@@ -438,7 +473,8 @@ class ThreadPoolExecutor(Executor):
                 start_all=False,
                 init_logger="concurrent.futures",
                 name=self._thread_name_prefix,
-            )
+            ),
+            trace,
         )
 
     @property

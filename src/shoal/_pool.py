@@ -24,6 +24,8 @@ from shoal._core._cpu import cpu_count
 from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob, ValueJob, Window
 from shoal._core._lifecycle import track
 from shoal._core._options import TaskOptions, check_options, parse_bytes
+from shoal._core._stats import Statistics
+from shoal._observing import attach_trace, make_progress
 from shoal._core._schedule import default_chunksize, start_feeder, submit_list
 from shoal._core._task import CALL, ONE, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -103,6 +105,10 @@ class Pool:
             its worker is stopped and replaced. Per call too.
         max_memory_per_worker: bytes (or a size such as ``"2GB"``) a worker may grow past its
             size after the initializer; a worker that grew more is replaced after its task.
+        trace: True (or a :class:`shoal.Timeline`) records every task's worker, start, end and
+            outcome in ``pool.timeline``.
+
+    Map-like methods also take ``progress=True`` (or a bar's title, or a ProgressBar).
 
     Raises:
         ValueError: ``processes`` < 1, ``maxtasksperchild`` not a positive int, or a bad
@@ -126,6 +132,7 @@ class Pool:
         backoff: float = 0.0,
         task_timeout: float | None = None,
         max_memory_per_worker: int | str | None = None,
+        trace: bool | Any = False,
     ) -> None:
         self._state = RUN  # set first: __del__ reads it even if the constructor fails
         self._backend: Any = None
@@ -181,6 +188,7 @@ class Pool:
             extra={"max_memory_per_worker": memory_limit},
         )
         self._backend = create_backend(self._backend_name, config)
+        self._timeline = attach_trace(self._backend, trace)
         self._backend.start()
         track(self._backend, drain=False)
         # A pool nobody holds any more is terminated, as the stdlib's finalizer does.
@@ -233,9 +241,15 @@ class Pool:
         if getattr(self, "_state", None) == RUN and getattr(self, "_backend", None) is not None:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
-    def statistics(self) -> dict[str, int]:
-        """Counts of tasks done and failed, and of workers started and lost."""
-        return dict(self._backend.stats)
+    def statistics(self) -> Statistics:
+        """Tasks done/failed/retried, per-worker busy fraction, time in user code vs transport
+        vs idle, and the slowest tasks."""
+        return self._backend.statistics()  # type: ignore[no-any-return]
+
+    @property
+    def timeline(self) -> Any:
+        """The Timeline recording this pool's tasks (``trace=``), or None."""
+        return self._timeline
 
     # ---- submitting ----------------------------------------------------------------------
 
@@ -296,7 +310,7 @@ class Pool:
         task = next(self._jobs)
         result = ApplyResult(task, self._presentation, self._runner, callback, error_callback)
         result.on_interrupt = self._interrupted
-        chunk = Chunk(func, CALL, [(tuple(args), dict(kwds or {}))], [task], result, opts)
+        chunk = Chunk(func, CALL, [(tuple(args), dict(kwds or {}))], [task], result, opts, task)
         try:
             self._submit(chunk)
         except Exception as exc:  # noqa: BLE001 - unpicklable arguments: an already-failed result
@@ -312,6 +326,7 @@ class Pool:
         callback: Callable[[Any], object] | None,
         error_callback: Callable[[BaseException], object] | None,
         opts: TaskOptions,
+        progress: Any = False,
     ) -> MapResult:
         self._check_running()
         _check_chunksize(chunksize)
@@ -320,8 +335,10 @@ class Pool:
             chunksize = default_chunksize(len(items), self._processes)
         result = MapResult(len(items), self._presentation, self._runner, callback, error_callback)
         result.on_interrupt = self._interrupted
+        result.progress = make_progress(progress, len(items), getattr(func, "__name__", "map"))
+        job = next(self._jobs)
         try:
-            submit_list(self._submit, func, mode, items, chunksize, result, opts)
+            submit_list(self._submit, func, mode, items, chunksize, result, opts, job)
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             result.fail_rest(exc)
         return result
@@ -334,10 +351,11 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> list[Any]:
         """``[func(x) for x in iterable]``, computed in the workers, in order."""
         opts = self._opts(retries, task_timeout)
-        return self._map_async(func, iterable, ONE, chunksize, None, None, opts).get()  # type: ignore[no-any-return]
+        return self._map_async(func, iterable, ONE, chunksize, None, None, opts, progress).get()  # type: ignore[no-any-return]
 
     def map_async(
         self,
@@ -349,10 +367,13 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> MapResult:
         """Like ``map`` but returns a MapResult at once."""
         opts = self._opts(retries, task_timeout)
-        return self._map_async(func, iterable, ONE, chunksize, callback, error_callback, opts)
+        return self._map_async(
+            func, iterable, ONE, chunksize, callback, error_callback, opts, progress
+        )
 
     def starmap(
         self,
@@ -362,10 +383,11 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> list[Any]:
         """``[func(*args) for args in iterable]``, computed in the workers, in order."""
         opts = self._opts(retries, task_timeout)
-        return self._map_async(func, iterable, STAR, chunksize, None, None, opts).get()  # type: ignore[no-any-return]
+        return self._map_async(func, iterable, STAR, chunksize, None, None, opts, progress).get()  # type: ignore[no-any-return]
 
     def starmap_async(
         self,
@@ -377,10 +399,13 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> MapResult:
         """Like ``starmap`` but returns a MapResult at once."""
         opts = self._opts(retries, task_timeout)
-        return self._map_async(func, iterable, STAR, chunksize, callback, error_callback, opts)
+        return self._map_async(
+            func, iterable, STAR, chunksize, callback, error_callback, opts, progress
+        )
 
     def _imap(
         self,
@@ -389,6 +414,7 @@ class Pool:
         chunksize: int,
         ordered: bool,
         opts: TaskOptions,
+        progress: Any = False,
     ) -> IMapIterator:
         self._check_running()
         _check_chunksize(chunksize)
@@ -397,6 +423,9 @@ class Pool:
         window = Window(max(64, 4 * self._processes) * chunksize)
         job = StreamJob(ordered, self._presentation, window)
         job.on_interrupt = self._interrupted
+        job.progress = make_progress(
+            progress, getattr(iterable, "__len__", lambda: None)(), getattr(func, "__name__", "imap")
+        )
         result = IMapIterator(job)
         with self._feeders_lock:
             self._feeders += 1
@@ -404,7 +433,7 @@ class Pool:
         start_feeder(
             self._submit, func, ONE, iterable, chunksize, job,
             lambda: self._feeder_done(window),
-            f"{type(self).__name__}-feeder", opts,
+            f"{type(self).__name__}-feeder", opts, next(self._jobs),
         )
         return result
 
@@ -416,11 +445,12 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> IMapIterator:
         """An iterator of ``func(x)`` in input order. The input is read in the background, only
         as far ahead of the results consumed as a bounded window allows."""
         opts = self._opts(retries, task_timeout)
-        return self._imap(func, iterable, chunksize, True, opts)
+        return self._imap(func, iterable, chunksize, True, opts, progress)
 
     def imap_unordered(
         self,
@@ -430,10 +460,11 @@ class Pool:
         *,
         retries: int | None = None,
         task_timeout: float | None = None,
+        progress: bool | str | Any = False,
     ) -> IMapIterator:
         """An iterator of ``func(x)`` in the order they finish."""
         opts = self._opts(retries, task_timeout)
-        return self._imap(func, iterable, chunksize, False, opts)
+        return self._imap(func, iterable, chunksize, False, opts, progress)
 
     def _feeder_done(self, window: Window) -> None:
         with self._feeders_lock:
@@ -514,6 +545,7 @@ class ThreadPool(Pool):
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         backoff: float = 0.0,
         task_timeout: float | None = None,
+        trace: bool | Any = False,
     ) -> None:
         super().__init__(
             processes,
@@ -523,6 +555,7 @@ class ThreadPool(Pool):
             retry_on=retry_on,
             backoff=backoff,
             task_timeout=task_timeout,
+            trace=trace,
         )
 
     @staticmethod

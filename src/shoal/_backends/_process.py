@@ -26,9 +26,10 @@ from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
-from shoal._backends._worker import FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED
+from shoal._backends._worker import FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
+from shoal._core._events import EventHub, TaskEvent, WorkerEvent
 from shoal._core._options import settle
 from shoal._core._outcome import (
     BROKEN,
@@ -40,6 +41,7 @@ from shoal._core._outcome import (
     short_repr,
 )
 from shoal._core._pickling import digest, dumps, loads
+from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import Chunk
 from shoal._errors import TaskTimeout, WorkerDied
 
@@ -174,14 +176,9 @@ class ProcessBackend:
         self._asleep = False
         self._started = threading.Event()
         self._ended = threading.Event()
-        self.stats = {
-            "tasks": 0,
-            "failed": 0,
-            "retried": 0,
-            "timed_out": 0,
-            "workers_started": 0,
-            "workers_died": 0,
-        }
+        self.recorder = StatsRecorder()
+        #: Observers (timelines) subscribe here; tasks are timed only while one listens.
+        self.events = EventHub()
         # Under fork the zygote is forked here, before this pool's manager thread exists.
         self._launcher = make_launcher(ctx, self._slots, config.name)
         self._wake_r, self._wake_w = os.pipe()
@@ -377,7 +374,11 @@ class ProcessBackend:
         os.set_blocking(result_fd, False)
         w = _Worker(handle, task_fd, result_fd)
         self._workers[slot] = w
-        self.stats["workers_started"] += 1
+        self.recorder.worker_started(w, handle.name, handle.pid)
+        if self.events.active:
+            self.events.worker_changed(
+                WorkerEvent(handle.name, handle.pid, time.monotonic(), "started")
+            )
         self._selector.register(result_fd, selectors.EVENT_READ, ("r", w))
         self._queue_out(w, self._init_blob)
         return w
@@ -450,6 +451,8 @@ class ProcessBackend:
                     functions.popitem(last=False)
             timeout = chunk.opts.timeout if chunk.opts is not None else None
             mode = chunk.mode | (TIMED if timeout is not None else 0)
+            if self.events.active:
+                mode |= TRACED
             head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
             self._queue_out(w, head, items_blob)
             if not w.inflight:
@@ -511,17 +514,17 @@ class ProcessBackend:
             return
         for msg in w.reader.feed(data):
             kind = msg[0]
-            if kind == 82:  # R: a chunk's results
-                self._on_result(w, msg)
+            if kind == 82 or kind == 84:  # R, T: a chunk's results (T: with its timings)
+                self._on_result(w, msg, kind == 84)
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
                 w.retiring = True
             elif kind == 66:  # B: the initializer failed
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
 
-    def _on_result(self, w: _Worker, msg: bytes) -> None:
+    def _on_result(self, w: _Worker, msg: bytes, traced: bool) -> None:
         self._idle_deaths = 0
-        (cid,) = RESULT_HEAD.unpack_from(msg, 1)
+        cid, started_ns, ended_ns = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
         assert chunk.wire[3] == cid, (chunk.wire[3], cid)
         now = time.monotonic()
@@ -533,15 +536,23 @@ class ProcessBackend:
             w.check_at = now + w.inflight[0].opts.timeout
         else:
             w.check_at = None
+        user = (ended_ns - started_ns) / 1e9
+        n = len(chunk.indices)
+        self.recorder.chunk_done(
+            w, n, user, took - user, chunk.job, chunk.indices[0] if n else 0,
+            short_repr(chunk.items[0]) if n == 1 else f"{n} items",
+        )
         try:
             outcomes = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be unpickled here
             self._deliver_all(chunk, Failure(TRANSPORT, exc, pid=w.handle.pid))
             return
         del msg
+        if traced:
+            outcomes, times = outcomes
+            self._emit_tasks(w, chunk, outcomes, times, started_ns, ended_ns)
         sink = chunk.sink
-        stats = self.stats
-        stats["tasks"] += len(outcomes)
+        self.recorder.done += len(outcomes)
         try:
             for pos, idx in enumerate(chunk.indices):
                 ok, value = outcomes[pos]
@@ -553,23 +564,50 @@ class ProcessBackend:
             traceback.print_exc()
         chunk.release()
 
+    def _emit_tasks(
+        self,
+        w: _Worker,
+        chunk: Chunk,
+        outcomes: list[tuple[bool, Any]],
+        times: list[int] | None,
+        started_ns: int,
+        ended_ns: int,
+    ) -> None:
+        """Tell the listeners what ran: each task, or the chunk's span for very short ones."""
+        events = self.events
+        name, pid = w.handle.name, w.handle.pid
+        if times is not None and len(times) == 2 * len(outcomes):
+            for pos, (ok, _) in enumerate(outcomes):
+                events.task_done(
+                    TaskEvent(chunk.job, chunk.indices[pos], name, pid,
+                              times[2 * pos] / 1e9, times[2 * pos + 1] / 1e9, ok)
+                )
+        elif outcomes:
+            events.task_done(
+                TaskEvent(chunk.job, chunk.indices[0], name, pid, started_ns / 1e9,
+                          ended_ns / 1e9, all(ok for ok, _ in outcomes), True, len(outcomes))
+            )
+
+    def statistics(self) -> Statistics:
+        return self.recorder.snapshot()
+
     def _fail_item(self, chunk: Chunk, pos: int, failure: Failure) -> None:
         """Retry a failed item, or deliver its failure."""
         retry, delay = settle(chunk, pos, failure)
         if retry is not None:
-            self.stats["retried"] += 1
+            self.recorder.retried += 1
             if delay > 0:
                 heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), retry))
             else:
                 self._pending.appendleft(retry)
             return
-        self.stats["failed"] += 1
+        self.recorder.failed += 1
         if failure.args is None and pos < len(chunk.items):
             failure.args = short_repr(chunk.items[pos])
         chunk.sink.deliver(chunk.indices[pos], False, failure)
 
     def _deliver_all(self, chunk: Chunk, failure: Failure) -> None:
-        self.stats["failed"] += len(chunk.indices)
+        self.recorder.failed += len(chunk.indices)
         for idx in chunk.indices:
             try:
                 chunk.sink.deliver(idx, False, failure)
@@ -598,8 +636,10 @@ class ProcessBackend:
                     self._break("the zygote process that forks workers died")
             elif kind == b"P":
                 for w in self._workers.values():
-                    if w.handle.pid == pid and w.stopping:
-                        w.handle.terminate()
+                    if w.handle.pid == pid:
+                        self.recorder.worker_pid(w, pid)
+                        if w.stopping:
+                            w.handle.terminate()
 
     def _timers(self) -> None:
         now = time.monotonic()
@@ -661,8 +701,14 @@ class ProcessBackend:
         base = SLOT_WIDTH * w.slot
         started = bool(inflight) and self._slot_view[base] == inflight[0].wire[3]
         expected = code == 0 and (w.retiring or w.quitting or self._closing) and not started
+        lost = not expected and not self._terminating
+        self.recorder.worker_ended(w, lost)
+        if self.events.active:
+            what = "retired" if expected else ("stopped" if w.stopping else "died")
+            self.events.worker_changed(
+                WorkerEvent(w.handle.name, pid, time.monotonic(), what, f"exit code {code}")
+            )
         if not expected and not self._terminating and not w.stopping:
-            self.stats["workers_died"] += 1
             self._idle_deaths = 0 if started else self._idle_deaths + 1
             if self._idle_deaths >= max(3, self._max):
                 self._break(
@@ -706,7 +752,7 @@ class ProcessBackend:
         pid = w.handle.pid
         args = short_repr(chunk.items[pos]) if pos < len(chunk.items) else None
         if w.stopping == TIMEOUT:
-            self.stats["timed_out"] += 1
+            self.recorder.timed_out += 1
             limit = chunk.opts.timeout if chunk.opts is not None else None
             err = TaskTimeout(
                 f"task {chunk.indices[pos]} ran longer than its task_timeout of {limit} s; "

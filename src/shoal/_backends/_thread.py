@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -20,8 +21,10 @@ from typing import Any
 
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
+from shoal._core._events import EventHub, TaskEvent, WorkerEvent
 from shoal._core._options import settle
 from shoal._core._outcome import BROKEN, CANCELLED, RAISED, TIMEOUT, Failure, short_repr
+from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import ONE, STAR, Chunk
 from shoal._errors import TaskTimeout
 
@@ -65,15 +68,11 @@ class ThreadBackend:
         self._deadlines: list[tuple[float, int, _Running, Chunk, int]] = []
         self._seq = itertools.count()
         self._watchdog: threading.Thread | None = None
-        self.stats = {
-            "tasks": 0,
-            "failed": 0,
-            "retried": 0,
-            "timed_out": 0,
-            "workers_started": 0,
-            "workers_died": 0,
-            "abandoned": 0,
-        }
+        self.recorder = StatsRecorder()
+        #: Observers (timelines) subscribe here; tasks are timed only while one listens.
+        self.events = EventHub()
+        #: Threads given up on (stuck past a time limit, Ctrl-C, terminate).
+        self.abandoned = 0
 
     @property
     def broken(self) -> str | None:
@@ -95,7 +94,9 @@ class ThreadBackend:
         )
         self._threads.append(t)
         self._running[t] = _Running(t)
-        self.stats["workers_started"] += 1
+        self.recorder.worker_started(t, t.name, os.getpid())
+        if self.events.active:
+            self.events.worker_changed(WorkerEvent(t.name, os.getpid(), time.monotonic(), "started"))
         t.start()
 
     def start(self) -> None:
@@ -125,8 +126,11 @@ class ThreadBackend:
         elif self._idle:
             self._cond.notify()
 
+    def statistics(self) -> Statistics:
+        return self.recorder.snapshot()
+
     def _fail(self, chunk: Chunk, failure: Failure) -> None:
-        self.stats["failed"] += len(chunk.indices)
+        self.recorder.failed += len(chunk.indices)
         for idx in chunk.indices:
             chunk.sink.deliver(idx, False, failure)
         chunk.release()
@@ -176,6 +180,7 @@ class ThreadBackend:
                             self._spawn()
                     return
         finally:
+            self.recorder.worker_ended(me, lost=False)
             with cond:
                 self._running.pop(me, None)
                 if self._closing and not any(
@@ -187,6 +192,8 @@ class ThreadBackend:
         """Run a chunk's items; False if this thread was abandoned meanwhile."""
         fn, mode, sink = chunk.fn, chunk.mode, chunk.sink
         timeout = chunk.opts.timeout if chunk.opts is not None else None
+        events = self.events if self.events.active else None
+        chunk_start = time.monotonic()
         for pos, item in enumerate(chunk.items):
             state.chunk, state.pos, state.started = chunk, pos, time.monotonic()
             if timeout is not None:
@@ -204,19 +211,30 @@ class ThreadBackend:
                 if state.abandoned:
                     return False
                 state.chunk = None
-            self.stats["tasks"] += 1
+            self.recorder.done += 1
+            if events is not None:
+                events.task_done(
+                    TaskEvent(chunk.job, chunk.indices[pos], state.thread.name, os.getpid(),
+                              state.started, time.monotonic(), ok)
+                )
             if ok:
                 sink.deliver(chunk.indices[pos], True, value)
             else:
                 self._fail_item(chunk, pos, Failure(RAISED, value))
             del value
+        n = len(chunk.indices)
+        self.recorder.chunk_done(
+            state.thread, n, time.monotonic() - chunk_start, 0.0, chunk.job,
+            chunk.indices[0] if n else 0,
+            short_repr(chunk.items[0]) if n == 1 else f"{n} items",
+        )
         chunk.release()
         return True
 
     def _fail_item(self, chunk: Chunk, pos: int, failure: Failure) -> None:
         retry, delay = settle(chunk, pos, failure)
         if retry is not None:
-            self.stats["retried"] += 1
+            self.recorder.retried += 1
             if delay > 0:
                 timer = threading.Timer(delay, self._requeue, (retry,))
                 timer.daemon = True
@@ -224,7 +242,7 @@ class ThreadBackend:
             else:
                 self._requeue(retry)
             return
-        self.stats["failed"] += 1
+        self.recorder.failed += 1
         chunk.sink.deliver(chunk.indices[pos], False, failure)
 
     def _requeue(self, chunk: Chunk) -> None:
@@ -270,7 +288,8 @@ class ThreadBackend:
     def _abandon(self, state: _Running) -> list[int]:
         """Give up on a thread stuck in a task (lock held): a new thread replaces it."""
         state.abandoned = True
-        self.stats["abandoned"] += 1
+        self.abandoned += 1
+        self.recorder.worker_ended(state.thread, lost=True)
         chunk = state.chunk
         assert chunk is not None
         rest = list(range(state.pos + 1, len(chunk.items)))
@@ -279,7 +298,7 @@ class ThreadBackend:
         return rest
 
     def _expire(self, chunk: Chunk, pos: int, rest: list[int]) -> None:
-        self.stats["timed_out"] += 1
+        self.recorder.timed_out += 1
         limit = chunk.opts.timeout if chunk.opts is not None else None
         err = TaskTimeout(
             f"task {chunk.indices[pos]} ran longer than its task_timeout of {limit} s; its "
@@ -327,7 +346,8 @@ class ThreadBackend:
                 chunk = state.chunk
                 positions = list(range(state.pos, len(chunk.items)))
                 state.abandoned = True
-                self.stats["abandoned"] += 1
+                self.abandoned += 1
+                self.recorder.worker_ended(state.thread, lost=True)
                 dropped.append((chunk, positions))
         return dropped
 
@@ -365,7 +385,8 @@ class ThreadBackend:
             ]
             for state in states:
                 state.abandoned = True
-                self.stats["abandoned"] += 1
+                self.abandoned += 1
+                self.recorder.worker_ended(state.thread, lost=True)
                 if not self._closing and (self._queue or self._config.start_all):
                     self._spawn()
 

@@ -9,8 +9,15 @@ Parent to worker:
   ``C`` + chunk id (8) + digest (16) + mode (1) + item count (4) + pickled items: run a chunk.
   ``Q``: finish and exit.
 Worker to parent:
-  ``R`` + chunk id (8) + pickled list of outcomes: a chunk's results.
+  ``R`` + chunk id (8) + start, end (8 + 8) + pickled list of outcomes: a chunk's results.
+  ``T``: the same for a traced chunk; the payload is ``(outcomes, item_times)``, where
+  item_times is a flat list of start/end ns per item, or None when the items are too short to
+  time one by one (under about 100 us: the chunk's span stands for them).
+  ``M`` + pickled bytes grown: the memory guard retires this worker after this chunk.
   ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
+
+The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
+worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ _BIG = struct.Struct("!Q")
 _BIG_MARK = 0xFFFFFFFF
 #: ``C`` frames: chunk id, function digest, mode, item count.
 CHUNK_HEAD = struct.Struct("!Q16sBI")
-#: ``R`` frames: chunk id.
-RESULT_HEAD = struct.Struct("!Q")
+#: ``R``/``T`` frames: chunk id, when the chunk's first item started and its last ended
+#: (``time.monotonic_ns``: the same clock in every process).
+RESULT_HEAD = struct.Struct("!Qqq")
 
 
 def frame(payload: bytes | bytearray | memoryview) -> bytes:

@@ -24,12 +24,23 @@ from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
 from shoal._core._pickling import dumps_result, loads, rebind_to_main
 from shoal._core._task import ONE, STAR
 
-__all__ = ["FUNCTION_CACHE_SIZE", "SLOT_WIDTH", "TIMED", "serve", "set_parent_death_signal"]
+__all__ = [
+    "FUNCTION_CACHE_SIZE",
+    "SLOT_WIDTH",
+    "TIMED",
+    "TRACED",
+    "serve",
+    "set_parent_death_signal",
+]
 
 #: int64s per worker slot: chunk id, item position, item start time (ns, monotonic).
 SLOT_WIDTH = 3
 #: Flag in a chunk's mode byte: record each item's start time.
 TIMED = 0x80
+#: Flag in a chunk's mode byte: send the chunk's timings (a ``T`` frame), for timelines.
+TRACED = 0x40
+#: Items shorter than this on average are not timed one by one (their chunk's span is).
+_FINE_TRACE_NS = 100_000
 
 #: How many functions a worker keeps; the parent mirrors the same LRU to know what it sent.
 FUNCTION_CACHE_SIZE = 64
@@ -77,10 +88,11 @@ class _Unloadable:
         self.exc = exc
 
 
-def _encode(cid: int, out: list[tuple[bool, Any]], pid: int) -> bytes:
-    head = b"R" + RESULT_HEAD.pack(cid)
+def _encode(
+    head: bytes, out: list[tuple[bool, Any]], pid: int, times: list[int] | None, traced: bool
+) -> bytes:
     try:
-        return head + dumps_result(out)
+        return head + dumps_result((out, times) if traced else out)
     except BaseException:  # noqa: BLE001 - some item cannot be pickled: find which
         pass
     fixed: list[tuple[bool, Any]] = []
@@ -96,20 +108,29 @@ def _encode(cid: int, out: list[tuple[bool, Any]], pid: int) -> bytes:
             fixed.append(
                 (False, Failure(kind, _picklable(exc), _remote_tb(exc), pid, short_repr(what)))
             )
-    return head + dumps_result(fixed)
+    return head + dumps_result((fixed, times) if traced else fixed)
 
 
 def _run_chunk(
-    fn: Callable[..., Any], mode: int, items: list[Any], slots: Any, at: int, pid: int
+    fn: Callable[..., Any],
+    mode: int,
+    items: list[Any],
+    slots: Any,
+    at: int,
+    pid: int,
+    times: list[int] | None,
 ) -> list[tuple[bool, Any]]:
+    """Run a chunk's items; with ``times`` (a list) record each item's start and end in it."""
     out: list[tuple[bool, Any]] = []
     append = out.append
     timed = mode & TIMED
-    mode &= ~TIMED
+    mode &= ~(TIMED | TRACED)
     clock = time.monotonic_ns
     for pos, item in enumerate(items):
         if timed:
             slots[at + 1] = clock()
+        if times is not None:
+            times.append(clock())
         slots[at] = pos
         try:
             if mode == ONE:
@@ -121,6 +142,8 @@ def _run_chunk(
         except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
             append((False, Failure(RAISED, exc, _remote_tb(exc), pid)))
             del exc
+        if times is not None:
+            times.append(clock())
     slots[at] = len(items)
     return out
 
@@ -174,6 +197,8 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     next_check = 0.0
     functions: OrderedDict[bytes, Any] = OrderedDict()
     done = 0
+    item_ns = _FINE_TRACE_NS  # average item time of the last chunk: time items one by one?
+    clock = time.monotonic_ns
     while True:
         msg = read_frame(task_fd)
         if msg is None:
@@ -185,6 +210,9 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             slots[at_item] = -1
             fn = functions[key]
             functions.move_to_end(key)
+            traced = bool(mode & TRACED)
+            times: list[int] | None = [] if traced and item_ns >= _FINE_TRACE_NS else None
+            started = clock()
             try:
                 items = loads(memoryview(msg)[1 + CHUNK_HEAD.size :])
                 if isinstance(fn, _Unloadable):
@@ -192,13 +220,19 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             except BaseException as exc:  # noqa: BLE001 - includes a SystemExit in __setstate__
                 fail = Failure(TRANSPORT, _picklable(exc), _remote_tb(exc), pid)
                 out: list[tuple[bool, Any]] = [(False, fail)] * count
+                times = None
                 del exc
             else:
                 del msg
-                out = _run_chunk(fn, mode, items, slots, at_item, pid)
+                started = clock()
+                out = _run_chunk(fn, mode, items, slots, at_item, pid, times)
                 del items
             del fn
-            _send(result_fd, _encode(cid, out, pid))
+            ended = clock()
+            if traced:
+                item_ns = (ended - started) // max(count, 1)
+            head = (b"T" if traced else b"R") + RESULT_HEAD.pack(cid, started, ended)
+            _send(result_fd, _encode(head, out, pid, times, traced))
             del out
             done += 1
             if max_tasks is not None and done >= max_tasks:

@@ -116,6 +116,8 @@ class _Job:
         self._value: Any = None
         #: Called when Ctrl-C lands in a wait on this job (the pool cancels and stops tasks).
         self.on_interrupt: Callable[[], object] | None = None
+        #: A progress bar (``update(ok)``, ``close()``), for map-like calls.
+        self.progress: Any = None
 
     def claim(self) -> bool:
         return True
@@ -198,8 +200,13 @@ class ListJob(_Job):
             self._complete(True, self._values)
 
     def deliver(self, index: int, ok: bool, value: Any) -> None:
+        progress = self.progress
+        if progress is not None:
+            progress.update(ok)
         with self._lock:
             self._left -= 1
+            if progress is not None and self._left == 0:
+                progress.close()
             if self._failed:
                 return
             if ok:
@@ -236,6 +243,9 @@ class StreamJob:
         self.window = window
         #: Called when Ctrl-C lands in a wait on this iterator.
         self.on_interrupt: Callable[[], object] | None = None
+        #: A progress bar (``update(ok)``, ``close()``).
+        self.progress: Any = None
+        self._delivered = 0
         self._cond = threading.Condition(threading.Lock())
         self._items: dict[int, tuple[bool, Any]] = {}
         self._arrived: deque[tuple[bool, Any, int]] = deque()
@@ -247,7 +257,11 @@ class StreamJob:
         return True
 
     def deliver(self, index: int, ok: bool, value: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(ok)
         with self._cond:
+            self._delivered += 1
+            self._maybe_close_progress()
             if self._ordered:
                 self._items[index] = (ok, value)
                 if index == self._next:
@@ -259,7 +273,15 @@ class StreamJob:
     def set_length(self, length: int) -> None:
         with self._cond:
             self._length = length
+            self._maybe_close_progress()
             self._cond.notify_all()
+
+    def _maybe_close_progress(self) -> None:
+        # Called with the lock held.
+        if self.progress is not None and self._length is not None:
+            if self._delivered >= self._length:
+                self.progress.close()
+                self.progress = None
 
     def __iter__(self) -> StreamJob:
         return self

@@ -42,11 +42,23 @@ class _NeedsValue(Exception):
     """Raised inside :class:`_PlainPickler` for what must travel by value."""
 
 
+def _registered_by_value(obj: Any) -> bool:
+    """True if the user asked cloudpickle to send ``obj``'s module by value
+    (``cloudpickle.register_pickle_by_value``)."""
+    cloudpickle = sys.modules.get("cloudpickle")
+    if cloudpickle is None:
+        return False
+    registry = cloudpickle.list_registry_pickle_by_value()
+    module = getattr(obj, "__module__", None) or ""
+    return any(module == name or module.startswith(name + ".") for name in registry)
+
+
 class _PlainPickler(pickle.Pickler):
-    """Plain pickle, refusing ``__main__`` functions and classes (they go by value)."""
+    """Plain pickle, refusing what goes by value: ``__main__`` functions and classes, and those
+    of modules registered with cloudpickle by value."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _FUNCTION_TYPES) and _by_value(obj):
+        if isinstance(obj, _FUNCTION_TYPES) and (_by_value(obj) or _registered_by_value(obj)):
             raise _NeedsValue
         return NotImplemented
 

@@ -42,11 +42,12 @@ def submit_list(
     chunksize: int,
     sink: Sink,
     opts: Any = None,
+    job: int = 0,
 ) -> None:
     """Submit a list's items in chunks; a chunk that cannot be sent raises here."""
     for start in range(0, len(items), chunksize):
         part = items[start : start + chunksize]
-        submit(Chunk(fn, mode, part, range(start, start + len(part)), sink, opts))
+        submit(Chunk(fn, mode, part, range(start, start + len(part)), sink, opts, job))
 
 
 def start_feeder(
@@ -59,6 +60,7 @@ def start_feeder(
     done: Callable[[], None],
     name: str,
     opts: Any = None,
+    job: int = 0,
 ) -> threading.Thread:
     """Read an iterable in a thread and submit its chunks (``imap``): an error from the iterable
     becomes the failure of the position it interrupted, and ends the stream there.
@@ -74,7 +76,7 @@ def start_feeder(
             for part in iter_chunks(iterable, chunksize):
                 if window is not None and not window.wait_for_room(len(part)):
                     return
-                chunk = Chunk(fn, mode, part, range(index, index + len(part)), sink, opts)
+                chunk = Chunk(fn, mode, part, range(index, index + len(part)), sink, opts, job)
                 index += len(part)
                 try:
                     submit(chunk)

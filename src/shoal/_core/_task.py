@@ -38,7 +38,7 @@ class Sink(Protocol):
 class Chunk:
     """A batch of calls to one function, with the positions its items hold in their job."""
 
-    __slots__ = ("fn", "history", "indices", "items", "mode", "opts", "sink", "wire")
+    __slots__ = ("fn", "history", "indices", "items", "job", "mode", "opts", "sink", "wire")
 
     def __init__(
         self,
@@ -48,8 +48,11 @@ class Chunk:
         indices: Sequence[int],
         sink: Sink,
         opts: Any = None,
+        job: int = 0,
     ) -> None:
         self.fn = fn
+        #: The call this chunk belongs to (for timelines and statistics).
+        self.job = job
         self.mode = mode
         self.items = items
         self.indices = indices
@@ -73,6 +76,7 @@ class Chunk:
             [self.indices[p] for p in positions],
             self.sink,
             self.opts,
+            self.job,
         )
         if self.history:
             kept = {new: self.history[old] for new, old in enumerate(positions) if old in self.history}

@@ -1,0 +1,182 @@
+"""Pool statistics: what ``pool.statistics()`` returns, and the recorder a backend feeds.
+
+The recorder is fed once per chunk (never per task), so it costs nothing on the hot path.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["SlowTask", "Statistics", "StatsRecorder", "WorkerStatistics"]
+
+_SLOWEST = 10
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """One worker's share of the work."""
+
+    name: str
+    pid: int | None
+    tasks: int
+    #: Seconds spent in the user's code.
+    busy: float
+    #: Seconds since the worker started (until it ended, for an ended one).
+    alive: float
+    alive_now: bool
+
+    @property
+    def busy_fraction(self) -> float:
+        return self.busy / self.alive if self.alive > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlowTask:
+    """One of the slowest tasks (or chunks of tasks, when ``count`` > 1)."""
+
+    seconds: float
+    job: int
+    index: int
+    count: int
+    args: str
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """A snapshot of a pool's work so far."""
+
+    tasks_done: int
+    tasks_failed: int
+    tasks_retried: int
+    tasks_timed_out: int
+    workers_started: int
+    #: Workers that died or were stopped (not those that retired cleanly).
+    workers_lost: int
+    #: Seconds in the user's code, summed over workers.
+    user_time: float
+    #: Seconds tasks spent travelling (pickling, pipes, unpickling, waiting in a worker's
+    #: queue), summed over chunks.
+    transport_time: float
+    #: Seconds workers were alive but had no task, summed over workers.
+    idle_time: float
+    workers: tuple[WorkerStatistics, ...] = field(default=())
+    slowest: tuple[SlowTask, ...] = field(default=())
+
+    def __str__(self) -> str:
+        lines = [
+            f"tasks: {self.tasks_done} done, {self.tasks_failed} failed, "
+            f"{self.tasks_retried} retried, {self.tasks_timed_out} timed out",
+            f"workers: {self.workers_started} started, {self.workers_lost} lost",
+            f"time: {self.user_time:.3f} s in user code, {self.transport_time:.3f} s in "
+            f"transport, {self.idle_time:.3f} s idle",
+        ]
+        for w in self.workers:
+            lines.append(
+                f"  {w.name} (pid {w.pid}): {w.tasks} tasks, busy {w.busy_fraction:.0%}"
+            )
+        for s in self.slowest:
+            what = f"task {s.index}" if s.count == 1 else f"tasks {s.index}..{s.index + s.count - 1}"
+            lines.append(f"  slow: {s.seconds:.3f} s, job {s.job} {what}, args {s.args}")
+        return "\n".join(lines)
+
+
+class _Worker:
+    __slots__ = ("busy", "ended", "name", "pid", "started", "tasks")
+
+    def __init__(self, name: str, pid: int | None) -> None:
+        self.name = name
+        self.pid = pid
+        self.tasks = 0
+        self.busy = 0.0
+        self.started = time.monotonic()
+        self.ended: float | None = None
+
+
+class StatsRecorder:
+    """Accumulates what a backend reports; :meth:`snapshot` makes a :class:`Statistics`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workers: dict[object, _Worker] = {}
+        self._slowest: list[tuple[float, int, SlowTask]] = []
+        self._seq = itertools.count()
+        self.done = 0
+        self.failed = 0
+        self.retried = 0
+        self.timed_out = 0
+        self.started = 0
+        self.lost = 0
+        self.transport = 0.0
+
+    def worker_started(self, key: object, name: str, pid: int | None) -> None:
+        with self._lock:
+            self._workers[key] = _Worker(name, pid)
+            self.started += 1
+
+    def worker_pid(self, key: object, pid: int | None) -> None:
+        w = self._workers.get(key)
+        if w is not None:
+            w.pid = pid
+
+    def worker_ended(self, key: object, lost: bool) -> None:
+        with self._lock:
+            w = self._workers.get(key)
+            if w is not None and w.ended is None:
+                w.ended = time.monotonic()
+            if lost:
+                self.lost += 1
+
+    def chunk_done(
+        self,
+        key: object,
+        tasks: int,
+        user: float,
+        transport: float,
+        job: int,
+        index: int,
+        args: str,
+    ) -> None:
+        """A chunk of ``tasks`` ran for ``user`` seconds on worker ``key``."""
+        w = self._workers.get(key)
+        if w is not None:
+            w.tasks += tasks
+            w.busy += user
+        self.transport += max(0.0, transport)
+        slowest = self._slowest
+        if len(slowest) < _SLOWEST or user > slowest[0][0]:
+            entry = (user, next(self._seq), SlowTask(user, job, index, tasks, args))
+            if len(slowest) < _SLOWEST:
+                heapq.heappush(slowest, entry)
+            else:
+                heapq.heapreplace(slowest, entry)
+
+    def snapshot(self) -> Statistics:
+        now = time.monotonic()
+        with self._lock:
+            workers = tuple(
+                WorkerStatistics(
+                    w.name, w.pid, w.tasks, w.busy,
+                    (w.ended if w.ended is not None else now) - w.started, w.ended is None,
+                )
+                for w in self._workers.values()
+            )
+            slowest = tuple(s for _, _, s in sorted(self._slowest, reverse=True))
+        user = sum(w.busy for w in workers)
+        idle = sum(max(0.0, w.alive - w.busy) for w in workers)
+        return Statistics(
+            tasks_done=self.done,
+            tasks_failed=self.failed,
+            tasks_retried=self.retried,
+            tasks_timed_out=self.timed_out,
+            workers_started=self.started,
+            workers_lost=self.lost,
+            user_time=user,
+            transport_time=self.transport,
+            idle_time=idle,
+            workers=workers,
+            slowest=slowest,
+        )
