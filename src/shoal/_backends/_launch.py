@@ -5,8 +5,9 @@ at fork time stays held for ever: gh-90622, gh-84559). So under fork a pool firs
 **zygote**, before any of its own threads exist, and every worker, first or replacement, is forked
 from that single-threaded zygote. Under spawn and forkserver the stdlib's ``Process`` starts them.
 
-Either way a launcher hands the manager a :class:`WorkerHandle` and the parent's ends of two pipes:
-one to send frames on, one to read results from. End of file on the result pipe is the moment a
+Either way a launcher hands the manager a :class:`WorkerHandle` and the parent's ends of four
+pipes: one to send frames on, one to read results from, and the worker's stdout and stderr
+(its fds 1 and 2 are these pipes, so C-level writes and faulthandler dumps are caught too). End of file on the result pipe is the moment a
 worker dies (only the worker holds its write end); its exit status follows from the launcher.
 """
 
@@ -103,13 +104,45 @@ class WorkerHandle:
         return f"<WorkerHandle {self.name} pid={self.pid} {state}>"
 
 
-def _process_entry(task_conn: Any, result_conn: Any, slots: Any, slot: int, parent: int | None) -> None:
+def redirect_output(out_fd: int, err_fd: int) -> None:
+    """Make fds 1 and 2 the pipes the parent drains; Python's streams write whole lines."""
+    for fd, target in ((out_fd, 1), (err_fd, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    # Fresh streams on fds 1 and 2: under fork the inherited sys.stdout may be an in-memory
+    # object of the parent's (pytest's capture, a notebook's stream) that nobody reads here.
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            getattr(sys, name).flush()
+        except (ValueError, OSError, AttributeError):
+            pass
+        setattr(sys, name, open(fd, "w", buffering=1, errors="backslashreplace", closefd=False))
+
+
+def _new_pipes() -> tuple[list[int], list[int]]:
+    """(child ends, parent ends) of the task, result, stdout and stderr pipes."""
+    task_r, task_w = os.pipe()
+    result_r, result_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    return [task_r, result_w, out_w, err_w], [task_w, result_r, out_r, err_r]
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _process_entry(conns: list[Any], slots: Any, slot: int, parent: int | None) -> None:
     """Entry point of a worker started by ``multiprocessing`` (spawn, forkserver)."""
     set_parent_death_signal(parent)
-    task_fd = os.dup(task_conn.fileno())
-    result_fd = os.dup(result_conn.fileno())
-    task_conn.close()
-    result_conn.close()
+    task_fd, result_fd, out_fd, err_fd = (os.dup(c.fileno()) for c in conns)
+    for c in conns:
+        c.close()
+    redirect_output(out_fd, err_fd)
     view = memoryview(slots).cast("B").cast("q")
     code = serve(task_fd, result_fd, view, slot)
     sys.stdout.flush()
@@ -129,34 +162,31 @@ class ProcessLauncher:
         self._name = name
         self._count = 0
 
-    def launch(self, slot: int) -> tuple[WorkerHandle, int, int]:
+    def launch(self, slot: int) -> tuple[WorkerHandle, list[int]]:
         from multiprocessing.connection import Connection
 
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
-        task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
-        child_task = Connection(task_r, writable=False)
-        child_result = Connection(result_w, readable=False)
+        child, parent = _new_pipes()
+        conns = [Connection(fd) for fd in child]
         spawn = self._context.get_start_method() == "spawn"
         try:
             process = self._context.Process(
                 target=_process_entry,
-                args=(child_task, child_result, self._slots, slot, os.getpid() if spawn else None),
+                args=(conns, self._slots, slot, os.getpid() if spawn else None),
                 name=handle.name,
                 daemon=False,
             )
             process.start()
         except BaseException:
-            os.close(task_w)
-            os.close(result_r)
+            _close_all(parent)
             raise
         finally:
-            child_task.close()
-            child_result.close()
+            for c in conns:
+                c.close()
         handle._process = process
         handle.pid = process.pid
-        return handle, task_w, result_r
+        return handle, parent
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         return []
@@ -203,14 +233,14 @@ def _zygote_main(sock: socket.socket, slots: Any, keep_fds: list[int]) -> None:
             _send_report(sock, b"X", -1, pid, os.waitstatus_to_exitcode(status))
         if ctl in ready:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(sock, _REQUEST.size, 2)
+                msg, fds, _flags, _addr = socket.recv_fds(sock, _REQUEST.size, 4)
             except OSError:
                 msg = b""
                 fds = []
             if not msg:
                 break  # our pool's owner is gone (or closed us): end, and take the workers along
             (slot,) = _REQUEST.unpack(msg)
-            task_r, result_w = fds
+            task_r, result_w, out_w, err_w = fds
             pid = os.fork()
             if pid == 0:
                 code = 1
@@ -221,6 +251,7 @@ def _zygote_main(sock: socket.socket, slots: Any, keep_fds: list[int]) -> None:
                     os.close(wake_r)
                     os.close(wake_w)
                     set_parent_death_signal(os.getppid())
+                    redirect_output(out_w, err_w)
                     code = serve(task_r, result_w, view, slot)
                 finally:
                     try:
@@ -228,8 +259,7 @@ def _zygote_main(sock: socket.socket, slots: Any, keep_fds: list[int]) -> None:
                         sys.stderr.flush()
                     finally:
                         os._exit(code)
-            os.close(task_r)
-            os.close(result_w)
+            _close_all(fds)
             children.add(pid)
             _send_report(sock, b"P", slot, pid, 0)
     for pid in children:
@@ -284,24 +314,21 @@ class ZygoteLauncher:
         self._by_pid: dict[int, WorkerHandle] = {}
         self._early_exits: dict[int, int] = {}
 
-    def launch(self, slot: int) -> tuple[WorkerHandle, int, int]:
+    def launch(self, slot: int) -> tuple[WorkerHandle, list[int]]:
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
-        task_r, task_w = os.pipe()
-        result_r, result_w = os.pipe()
+        child, parent = _new_pipes()
         try:
             self._sock.setblocking(True)
-            socket.send_fds(self._sock, [_REQUEST.pack(slot)], [task_r, result_w])
+            socket.send_fds(self._sock, [_REQUEST.pack(slot)], child)
         except OSError:
-            os.close(task_w)
-            os.close(result_r)
+            _close_all(parent)
             raise
         finally:
             self._sock.setblocking(False)
-            os.close(task_r)
-            os.close(result_w)
+            _close_all(child)
         self._by_slot[slot] = handle
-        return handle, task_w, result_r
+        return handle, parent
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         """Read what the zygote said: starts (``P``) and exits (``X``); updates the handles.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import multiprocessing
 import os
 import selectors
@@ -31,6 +32,7 @@ from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
 from shoal._core._options import settle
+from shoal._core._output import OutputForwarder
 from shoal._core._outcome import (
     BROKEN,
     CANCELLED,
@@ -88,12 +90,15 @@ class _Worker:
     __slots__ = (
         "assigned",
         "check_at",
+        "err_fd",
         "functions",
         "handle",
         "head_since",
         "inflight",
         "kill_at",
         "out",
+        "out_fd",
+        "partial",
         "quitting",
         "reader",
         "result_fd",
@@ -104,11 +109,12 @@ class _Worker:
         "writing",
     )
 
-    def __init__(self, handle: WorkerHandle, task_fd: int, result_fd: int) -> None:
+    def __init__(self, handle: WorkerHandle, fds: list[int]) -> None:
         self.handle = handle
         self.slot = handle.slot
-        self.task_fd = task_fd
-        self.result_fd = result_fd
+        self.task_fd, self.result_fd, self.out_fd, self.err_fd = fds
+        #: The unfinished last line of the worker's stdout (1) and stderr (2).
+        self.partial: dict[int, bytes] = {1: b"", 2: b""}
         self.out: deque[memoryview] = deque()
         self.reader = FrameReader()
         self.inflight: deque[Chunk] = deque()
@@ -154,8 +160,12 @@ class ProcessBackend:
                 config.max_tasks_per_child,
                 config.init_logger,
                 config.extra.get("max_memory_per_worker"),
+                logging.getLogger().getEffectiveLevel(),
             )
         )
+        #: Shows workers' stdout, stderr and log records in this process.
+        self.output = OutputForwarder(f"{config.name}-output")
+        self._output_queued = False
         self._pending: deque[Chunk] = deque()
         self._delayed: list[tuple[float, int, Chunk]] = []  # retries waiting out their backoff
         self._seq = itertools.count()
@@ -282,6 +292,8 @@ class ProcessBackend:
                         self._zygote_reports(key.fd)
                     elif data[0] == "r":
                         self._read(data[1])
+                    elif data[0] == "o":
+                        self._read_output(data[1], data[2])
                     else:
                         self._flush(data[1])
                 self._timers()
@@ -365,21 +377,23 @@ class ProcessBackend:
         self._slot_view[base] = 0
         self._slot_view[base + 1] = -1
         try:
-            handle, task_fd, result_fd = self._launcher.launch(slot)
+            handle, fds = self._launcher.launch(slot)
         except OSError as exc:
             self._free_slots.append(slot)
             self._break(f"could not start a worker process: {exc}")
             return None
-        os.set_blocking(task_fd, False)
-        os.set_blocking(result_fd, False)
-        w = _Worker(handle, task_fd, result_fd)
+        for fd in fds:
+            os.set_blocking(fd, False)
+        w = _Worker(handle, fds)
         self._workers[slot] = w
         self.recorder.worker_started(w, handle.name, handle.pid)
         if self.events.active:
             self.events.worker_changed(
                 WorkerEvent(handle.name, handle.pid, time.monotonic(), "started")
             )
-        self._selector.register(result_fd, selectors.EVENT_READ, ("r", w))
+        self._selector.register(w.result_fd, selectors.EVENT_READ, ("r", w))
+        self._selector.register(w.out_fd, selectors.EVENT_READ, ("o", w, 1))
+        self._selector.register(w.err_fd, selectors.EVENT_READ, ("o", w, 2))
         self._queue_out(w, self._init_blob)
         return w
 
@@ -516,13 +530,77 @@ class ProcessBackend:
             kind = msg[0]
             if kind == 82 or kind == 84:  # R, T: a chunk's results (T: with its timings)
                 self._on_result(w, msg, kind == 84)
+            elif kind == 76:  # L: a log record made in the worker
+                self._log_record(w, msg)
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
                 w.retiring = True
             elif kind == 66:  # B: the initializer failed
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
 
+    def _log_record(self, w: _Worker, msg: bytes) -> None:
+        try:
+            state = loads(memoryview(msg)[1:])
+        except Exception:  # noqa: BLE001 - a record we cannot read is not worth a failure
+            return
+        record = logging.makeLogRecord(state)
+        record.processName = w.handle.name
+        record.process = w.handle.pid
+        self.output.record(record)
+        self._output_queued = True
+
+    def _read_output(self, w: _Worker, stream: int, final: bool = False) -> bool:
+        """Forward whole lines of a worker's stdout/stderr (with ``final``, all there is now);
+        True if any were forwarded."""
+        fd = w.out_fd if stream == 1 else w.err_fd
+        if fd < 0:
+            return False
+        sent = False
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._close_output(w, stream)
+                return True
+            data = w.partial[stream] + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and len(data) > (1 << 16):  # a very long line: pass it on in pieces
+                cut = len(data)
+            w.partial[stream] = data[cut:]
+            if cut:
+                self.output.lines(stream, data[:cut])
+                sent = self._output_queued = True
+            if not final:
+                break
+        return sent
+
+    def _close_output(self, w: _Worker, stream: int) -> None:
+        fd = w.out_fd if stream == 1 else w.err_fd
+        if fd < 0:
+            return
+        rest = w.partial[stream]
+        if rest:
+            self.output.lines(stream, rest + b"\n")
+            w.partial[stream] = b""
+        self._selector.unregister(fd)
+        os.close(fd)
+        if stream == 1:
+            w.out_fd = -1
+        else:
+            w.err_fd = -1
+
     def _on_result(self, w: _Worker, msg: bytes, traced: bool) -> None:
+        # What a task printed shows before its result is handed back (unless the parent's
+        # stdout is too slow to keep up: then the wait is bounded).
+        self._read_output(w, 1, final=True)
+        self._read_output(w, 2, final=True)
+        if self._output_queued:
+            self._output_queued = False
+            self.output.flush(0.05)
         self._idle_deaths = 0
         cid, started_ns, ended_ns = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
@@ -692,6 +770,10 @@ class ProcessBackend:
         self._dying = still
 
     def _on_death(self, w: _Worker) -> None:
+        # Its last words: whatever it wrote before it ended is in the pipes now.
+        for stream in (1, 2):
+            self._read_output(w, stream, final=True)
+            self._close_output(w, stream)
         del self._workers[w.slot]
         self._free_slots.append(w.slot)
         code = w.handle.exitcode
@@ -811,6 +893,7 @@ class ProcessBackend:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         self._selector.close()
+        self.output.flush()
         self._started.set()
         self._ended.set()
 

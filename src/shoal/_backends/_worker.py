@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -148,12 +149,50 @@ def _run_chunk(
     return out
 
 
+_send_lock = threading.Lock()
+
+
 def _send(fd: int, payload: bytes) -> None:
-    if len(payload) < 65536:
-        write_all(fd, frame(payload) + payload)
-    else:
-        write_all(fd, frame(payload))
-        write_all(fd, payload)
+    # Log records may be sent from the user's own threads: frames must not interleave.
+    with _send_lock:
+        if len(payload) < 65536:
+            write_all(fd, frame(payload) + payload)
+        else:
+            write_all(fd, frame(payload))
+            write_all(fd, payload)
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends log records to the parent (``L`` frames), where its own handlers take them."""
+
+    def __init__(self, fd: int, level: int) -> None:
+        super().__init__(level)
+        self._fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            state = dict(record.__dict__)
+            state["msg"] = record.getMessage()
+            state["args"] = None
+            if record.exc_info:
+                state["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            state["exc_info"] = None
+            _send(self._fd, b"L" + dumps_result(state))
+        except Exception:  # noqa: BLE001 - logging must never break the task
+            self.handleError(record)
+
+
+def _forward_logging(fd: int, level: int) -> None:
+    """Records that no handler of the worker's takes go to the parent's handlers.
+
+    Handlers inherited through fork are dropped (they belong to the parent); our handler is the
+    *last resort*, so an initializer that configures logging (``basicConfig``) still wins.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(level)
+    logging.lastResort = _ForwardHandler(fd, level)
 
 
 def _rss() -> int:
@@ -182,7 +221,10 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     first = read_frame(task_fd)
     if first is None:
         return 0
-    initializer, initargs, max_tasks, init_logger, memory_limit = loads(memoryview(first)[1:])
+    initializer, initargs, max_tasks, init_logger, memory_limit, log_level = loads(
+        memoryview(first)[1:]
+    )
+    _forward_logging(result_fd, log_level)
     if initializer is not None:
         try:
             rebind_to_main(initializer)(*initargs)
