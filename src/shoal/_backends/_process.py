@@ -337,12 +337,27 @@ class ProcessBackend:
         if self._live() < self._max and self._free_slots:
             return True
         depth = self._depth()
-        return any(len(w.inflight) < depth and w.takes_work() for w in self._workers.values())
+        now = time.monotonic()
+        return any(
+            len(w.inflight) < self._depth_of(w, depth, now) and w.takes_work()
+            for w in self._workers.values()
+        )
 
     def _depth(self) -> int:
         """Chunks a busy worker may hold: prefetch only when chunks are known to be short."""
         t = self._chunk_time
         return PREFETCH if t is not None and t < PREFETCH_BELOW else 1
+
+    def _depth_of(self, w: _Worker, depth: int, now: float) -> int:
+        # A second chunk goes only behind a chunk of the same call (a short task of another
+        # call must not wait behind a task that may be long), and not behind a chunk that
+        # already runs longer than a short one would.
+        if depth > 1 and w.inflight:
+            if now - w.head_since > PREFETCH_BELOW:
+                return 1
+            if not self._pending or self._pending[0].sink is not w.inflight[-1].sink:
+                return 1
+        return depth
 
     def _handle_commands(self) -> None:
         commands = self._commands
@@ -424,8 +439,13 @@ class ProcessBackend:
                 self._assign(fresh)
             depth = self._depth()
             if depth > 1:
+                now = time.monotonic()
                 for w in list(self._workers.values()):
-                    while pending and len(w.inflight) < depth and w.takes_work():
+                    while (
+                        pending
+                        and len(w.inflight) < self._depth_of(w, depth, now)
+                        and w.takes_work()
+                    ):
                         if not self._assign(w):
                             break
         if self._closing and not pending and not self._delayed:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shoal.observe._layout import COLORS, Layout, task_label
+from shoal.observe._layout import COLORS, Layout, task_count, task_label
 
 if TYPE_CHECKING:
     from shoal.observe.timeline import Timeline
@@ -41,10 +41,10 @@ def section_data(title: str, lay: Layout) -> dict[str, Any]:
             "changes": [[rel(t), what, detail] for t, what, detail in row.changes
                         if lay.t0 <= t <= lay.t1],
         })
-    failed = sum(1 for e in lay.ordered if not e.ok)
+    count, failed = task_count(lay.ordered)
     workers = sum(1 for r in lay.rows if r.kind == "worker")
     summary = (
-        f"{len(lay.ordered)} tasks on {workers} workers in {lay.span:.3f} s, {failed} failed"
+        f"{count} tasks on {workers} workers in {lay.span:.3f} s, {failed} failed"
     )
     return {"title": title, "span": round(lay.span, 6), "rows": rows, "summary": summary}
 
@@ -95,8 +95,10 @@ _SCRIPT = r"""
     node.addEventListener("mouseleave", function () { tip.style.display = "none"; });
   }
   function draw(box, d) {
-    var W = 1100, LABEL = 190, ROW = 24, BAR = 16, TOP = 8, AXIS = 30;
-    var plot = W - LABEL - 20, rows = d.rows;
+    var rows = d.rows, longest = 0;
+    rows.forEach(function (r) { longest = Math.max(longest, Math.min(40, r.name.length)); });
+    var W = 1100, LABEL = Math.max(120, 16 + 7.5 * longest), ROW = 24, BAR = 16, TOP = 8;
+    var AXIS = 30, plot = W - LABEL - 20;
     var ts = ticks(d.span, 8), end = ts[ts.length - 1] || 1, sx = plot / end;
     var H = TOP + rows.length * ROW + AXIS;
     var svg = el("svg", {"class": "gantt", viewBox: "0 0 " + W + " " + H,
@@ -111,7 +113,7 @@ _SCRIPT = r"""
       var y = TOP + i * ROW, g = el("g", {"class": "row " + r.kind, "data-name": r.name}, svg);
       if (i % 2 === 0) el("rect", {x: 0, y: y, width: W, height: ROW, fill: "#f6f7f9"}, g);
       var name = el("text", {x: 8, y: y + ROW / 2 + 4}, g);
-      name.textContent = r.name.length > 26 ? r.name.slice(0, 25) + "\u2026" : r.name;
+      name.textContent = r.name.length > 40 ? r.name.slice(0, 39) + "\u2026" : r.name;
       hover(name, r.name + (r.pid ? "\npid " + r.pid : ""));
       r.tasks.forEach(function (t) {
         var x = LABEL + t[0] * sx, w = Math.max(1, (t[1] - t[0]) * sx);
@@ -121,7 +123,7 @@ _SCRIPT = r"""
                               fill: color, stroke: "#fff", "stroke-width": 0.5}, g);
         hover(bar, t[6] + (t[2] ? "" : "  FAILED") + "\n" + r.name +
               "\nstart " + fmt(t[0]) + ", end " + fmt(t[1]) + "\nduration " + fmt(t[1] - t[0]) +
-              (t[5] ? "\n(times of its chunk)" : ""));
+              (t[5] ? "\n(timed with its chunk)" : ""));
       });
       r.notes.forEach(function (n) {
         var x = LABEL + n[1] * sx, node;

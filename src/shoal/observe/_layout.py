@@ -21,6 +21,7 @@ __all__ = [
     "layout",
     "natural_key",
     "nice_ticks",
+    "task_count",
     "task_label",
 ]
 
@@ -42,8 +43,20 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def task_label(event: TaskEvent) -> str:
-    """How a task is named in tooltips and traces."""
+    """How a task is named in tooltips and traces (an approximate event names its range)."""
+    if event.count > 1:
+        return f"job {event.job} #{event.index}-{event.index + event.count - 1}"
     return f"job {event.job} #{event.index}"
+
+
+def task_count(events: Iterable[TaskEvent]) -> tuple[int, int]:
+    """How many tasks the events stand for, and how many of them failed."""
+    total = failed = 0
+    for e in events:
+        total += e.count
+        if not e.ok:
+            failed += e.count
+    return total, failed
 
 
 @dataclass
@@ -102,7 +115,7 @@ def layout(
     for row_name, text, start, end in notes:
         note_rows.setdefault(row_name, Row(row_name, "note")).notes.append((text, start, end))
     rows = [by_worker[name] for name in sorted(by_worker, key=natural_key)]
-    rows += [note_rows[name] for name in sorted(note_rows)]
+    rows += list(note_rows.values())  # in the order they were first used
     for row in rows:
         row.tasks.sort(key=lambda e: e.start)
         row.notes.sort(key=lambda n: n[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from shoal.observe._layout import COLORS, Layout, nice_ticks
+from shoal.observe._layout import COLORS, Layout, nice_ticks, task_count
 
 __all__ = ["draw", "import_matplotlib"]
 
@@ -77,9 +77,9 @@ def draw(
     ax.set_axisbelow(True)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    failed = sum(1 for e in lay.ordered if not e.ok)
+    count, failed = task_count(lay.ordered)
     workers = sum(1 for r in rows if r.kind == "worker")
-    summary = f"{len(lay.ordered)} tasks on {workers} workers, {failed} failed"
+    summary = f"{count} tasks on {workers} workers, {failed} failed"
     ax.set_title(f"{title}\n{summary}" if title else summary, fontsize=10, loc="left")
     fig.tight_layout()
     fig.savefig(os.fspath(path), format="png", metadata={"Software": None})

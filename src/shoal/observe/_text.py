@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 import string
+import textwrap
 
-from shoal.observe._layout import Layout, Row, format_seconds, nice_ticks
+from shoal.observe._layout import Layout, Row, format_seconds, nice_ticks, task_count
 
 __all__ = ["FAILED", "LABELS", "MARK", "REGION", "gantt"]
 
@@ -25,7 +26,9 @@ FAILED = "!"
 MARK = "*"
 REGION = "~"
 #: Widest worker name shown in full.
-NAME_WIDTH = 20
+NAME_WIDTH = 28
+#: More marks than this are counted, not listed, below the chart.
+MAX_MARKS = 4
 
 
 def _columns(start: float, end: float, t0: float, scale: float, cols: int) -> range:
@@ -89,14 +92,16 @@ def gantt(lay: Layout, *, width: int = 72, legend: bool = True) -> str:
     lines.append((pad + "".join(marks)).rstrip())
     if legend:
         workers = sum(1 for r in lay.rows if r.kind == "worker")
-        failures = sum(1 for e in lay.ordered if not e.ok)
+        count, failures = task_count(lay.ordered)
         summary = (
-            f"{len(lay.ordered)} task{'s' * (len(lay.ordered) != 1)} on {workers} "
+            f"{count} task{'s' * (count != 1)} on {workers} "
             f"worker{'s' * (workers != 1)} in {lay.span:.2f} s, {failures} failed ({FAILED})"
         )
-        notes = [(s, t) for r in lay.rows for t, s, e in r.notes if s == e]
-        notes.sort()
-        if notes:
-            summary += "; " + ", ".join(f"{MARK} {s - lay.t0:.2f} s: {t}" for s, t in notes)
         lines.append(summary)
+        points = sorted((s, t) for r in lay.rows for t, s, e in r.notes if s == e)
+        if 0 < len(points) <= MAX_MARKS:
+            text = "; ".join(f"{MARK} {s - lay.t0:.2f} s {t}" for s, t in points)
+            lines += textwrap.wrap(text, width=max(40, width), subsequent_indent="  ")
+        elif points:
+            lines.append(f"{len(points)} marks ({MARK})")
     return "\n".join(lines)

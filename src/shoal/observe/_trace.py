@@ -46,8 +46,10 @@ def to_trace(timeline: Timeline) -> dict[str, Any]:
     # the timeline's own process.
     names = sorted({e.worker for e in tasks} | {c.worker for c in changes}, key=natural_key)
     pids: dict[str, int | None] = {}
-    for event in [*tasks, *changes]:
-        pids.setdefault(event.worker, event.pid)
+    for task in tasks:
+        pids.setdefault(task.worker, task.pid)
+    for change in changes:
+        pids.setdefault(change.worker, change.pid)
     per_pid: dict[int, int] = {}
     for name in names:
         per_pid[pids[name] or 0] = per_pid.get(pids[name] or 0, 0) + 1
@@ -86,7 +88,7 @@ def to_trace(timeline: Timeline) -> dict[str, Any]:
             # The legacy viewer's reserved colors; Perfetto colors by name.
             "cname": "good" if e.ok else "terrible",
             "args": {"job": e.job, "index": e.index, "ok": e.ok, "worker": e.worker,
-                     "pid": e.pid, "approximate": e.approximate},
+                     "pid": e.pid, "approximate": e.approximate, "count": e.count},
         })
     for c in changes:
         pid, tid = tracks[c.worker]
@@ -97,13 +99,13 @@ def to_trace(timeline: Timeline) -> dict[str, Any]:
         })
     for n in notes:
         pid, tid = note_tracks[n.row]
-        event: dict[str, Any] = {"name": n.text, "cat": "note", "ts": _us(n.start - origin),
-                                 "pid": pid, "tid": tid, "args": {"row": n.row}}
+        note: dict[str, Any] = {"name": n.text, "cat": "note", "ts": _us(n.start - origin),
+                                "pid": pid, "tid": tid, "args": {"row": n.row}}
         if n.end > n.start:
-            event.update(ph="X", dur=_us(n.end - n.start))
+            note.update(ph="X", dur=_us(n.end - n.start))
         else:
-            event.update(ph="i", s="t")
-        out.append(event)
+            note.update(ph="i", s="t")
+        out.append(note)
     other: dict[str, Any] = {"format": FORMAT, "origin": origin, "clock": "time.monotonic",
                              "caller_pid": timeline.pid}
     if timeline.title:
@@ -181,4 +183,5 @@ def load_into(timeline: Timeline, source: str | os.PathLike[str] | IO[str]) -> N
                 end=start + float(e.get("dur", 0.0)) / 1e6,
                 ok=bool(args.get("ok", True)),
                 approximate=bool(args.get("approximate", False)),
+                count=int(args.get("count", 1)),
             ))
