@@ -3,11 +3,13 @@
 Dependencies point down only::
 
     shoal/__init__.py   re-exports only
-    _cli, _demo         the public ``shoal`` API only (and _cli runs _demo)
+    _cli, _demo,        the public ``shoal`` API only, and ``shoal.observe`` (_cli runs _demo,
+    _demo_scenes        which runs _demo_scenes)
     _pool, _executor,   _core and _errors; backends only through the registry in _core, by name;
     _map                _observing (which imports observe/ lazily, for trace= and progress=)
     _backends/*         _core and _errors; of each other only their own helpers
-                        (_process: _launch, _worker, _wire); never the facades
+                        (_process: _launch, _spawn, _worker, _wire; _launch: _spawn,
+                        _zygote; ...); never the facades
     observe/            _core and _errors (it listens to core events)
     shared/             _errors only: independent of the pool machinery
     _core/*             _core and _errors only
@@ -37,10 +39,18 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "shoal"
 BACKEND_HELPERS: dict[str, set[str]] = {
     "shoal._backends._process": {
         "shoal._backends._launch",
+        "shoal._backends._spawn",
         "shoal._backends._worker",
         "shoal._backends._wire",
     },
-    "shoal._backends._launch": {"shoal._backends._worker", "shoal._backends._wire"},
+    "shoal._backends._launch": {
+        "shoal._backends._spawn",
+        "shoal._backends._zygote",
+        "shoal._backends._worker",
+        "shoal._backends._wire",
+    },
+    "shoal._backends._spawn": {"shoal._backends._zygote", "shoal._backends._worker"},
+    "shoal._backends._zygote": {"shoal._backends._worker"},
     "shoal._backends._worker": {"shoal._backends._wire"},
     "shoal._backends._wire": set(),
     "shoal._backends._thread": set(),
@@ -121,14 +131,18 @@ def allowed(module: str, target: str) -> bool | None:
     if module == "shoal":
         # Re-exports from the implementation; never the command line, and never a backend (they
         # are imported on first use, through the registry).
-        barred = ("shoal._cli", "shoal._demo", "shoal.__main__", "shoal._backends")
+        barred = (
+            "shoal._cli", "shoal._demo", "shoal._demo_scenes", "shoal.__main__", "shoal._backends"
+        )
         return target != "shoal" and not any(_in(target, p) for p in barred)
     if module == "shoal.__main__":
         return target == "shoal._cli"
     if module == "shoal._cli":
         return target in {"shoal", "shoal._demo"}
-    if module == "shoal._demo":
-        return target == "shoal"
+    if module in {"shoal._demo", "shoal._demo_scenes"}:
+        if module == "shoal._demo" and target == "shoal._demo_scenes":
+            return True
+        return target == "shoal" or _in(target, "shoal.observe")
     if module in FACADES:
         return _in(target, "shoal._core") or target in {"shoal._errors", "shoal._observing"}
     if module == "shoal._observing":
@@ -169,7 +183,7 @@ def test_imports_point_down(module: str) -> None:
     assert not wrong, f"{module} breaks the layering:\n" + "\n".join(wrong)
 
 
-@pytest.mark.parametrize("module", ["shoal._cli", "shoal._demo"])
+@pytest.mark.parametrize("module", ["shoal._cli", "shoal._demo", "shoal._demo_scenes"])
 def test_command_line_uses_the_public_api(module: str) -> None:
     public = set(shoal.__all__) | {"__version__"}
     tree = ast.parse(MODULES[module].read_text())

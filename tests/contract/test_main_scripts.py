@@ -65,22 +65,8 @@ def test_main_objects(method: str, check: str) -> None:
     "method",
     [
         "fork",
-        pytest.param(
-            "spawn",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: spawn workers re-import the main script (the stdlib's "
-                "preparation data carries init_main_from_path), so an unguarded script runs "
-                "again in every worker and its pool breaks",
-            ),
-        ),
-        pytest.param(
-            "forkserver",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: forkserver workers re-import the main script, as under spawn",
-            ),
-        ),
+        "spawn",
+        "forkserver",
     ],
 )
 def test_unguarded_script_is_not_rerun(method: str) -> None:

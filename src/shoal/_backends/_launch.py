@@ -1,34 +1,47 @@
-"""Starting worker processes: from a zygote under fork, through ``multiprocessing`` otherwise.
+"""Starting worker processes: forked from a zygote (fork, forkserver) or spawned (spawn).
 
-Forking a process that already runs threads can deadlock the child (a lock held by another thread
-at fork time stays held for ever: gh-90622, gh-84559). So under fork a pool first forks one clean
-**zygote**, before any of its own threads exist, and every worker, first or replacement, is forked
-from that single-threaded zygote. Under spawn and forkserver the stdlib's ``Process`` starts them.
+Under fork a pool first forks one clean **zygote**, before any of its own threads exist, and
+every worker, first or replacement, is forked from it (see ``_zygote``). Under forkserver the
+zygote is a fresh interpreter instead, shoal's own fork server. Under spawn each worker is a fresh
+interpreter (see ``_spawn``). No worker ever imports the parent's ``__main__``.
 
 Either way a launcher hands the manager a :class:`WorkerHandle` and the parent's ends of four
-pipes: one to send frames on, one to read results from, and the worker's stdout and stderr
-(its fds 1 and 2 are these pipes, so C-level writes and faulthandler dumps are caught too). End of file on the result pipe is the moment a
-worker dies (only the worker holds its write end); its exit status follows from the launcher.
+pipes: one to send frames on, one to read results from, and the worker's stdout and stderr (its
+fds 1 and 2 are these pipes, so C-level writes and faulthandler dumps are caught too). End of
+file on the result pipe is the moment a worker dies (only the worker holds its write end); its
+exit status follows from the launcher.
 """
 
 from __future__ import annotations
 
-import gc
 import os
-import select
 import signal
 import socket
-import struct
-import sys
+import subprocess
 import threading
 from typing import Any
 
-from shoal._backends._worker import serve, set_parent_death_signal
+from shoal._backends._spawn import SharedSlots, spawn_child, tracker_fd
+from shoal._backends._zygote import REPORT, REQUEST, zygote_main
 
-__all__ = ["ProcessLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
+__all__ = ["SpawnLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
 
-_REQUEST = struct.Struct("!i")  # slot; the two pipe ends ride along as SCM_RIGHTS
-_REPORT = struct.Struct("!ciii")  # kind (P: started, X: exited), slot, pid, exit code
+
+class _Child:
+    """A spawned worker's ``subprocess.Popen``, seen as a ``multiprocessing.Process``."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class WorkerHandle:
@@ -104,21 +117,6 @@ class WorkerHandle:
         return f"<WorkerHandle {self.name} pid={self.pid} {state}>"
 
 
-def redirect_output(out_fd: int, err_fd: int) -> None:
-    """Make fds 1 and 2 the pipes the parent drains; Python's streams write whole lines."""
-    for fd, target in ((out_fd, 1), (err_fd, 2)):
-        os.dup2(fd, target)
-        os.close(fd)
-    # Fresh streams on fds 1 and 2: under fork the inherited sys.stdout may be an in-memory
-    # object of the parent's (pytest's capture, a notebook's stream) that nobody reads here.
-    for name, fd in (("stdout", 1), ("stderr", 2)):
-        try:
-            getattr(sys, name).flush()
-        except (ValueError, OSError, AttributeError):
-            pass
-        setattr(sys, name, open(fd, "w", buffering=1, errors="backslashreplace", closefd=False))
-
-
 def _new_pipes() -> tuple[list[int], list[int]]:
     """(child ends, parent ends) of the task, result, stdout and stderr pipes."""
     task_r, task_w = os.pipe()
@@ -136,174 +134,78 @@ def _close_all(fds: list[int]) -> None:
             pass
 
 
-def _process_entry(conns: list[Any], slots: Any, slot: int, parent: int | None) -> None:
-    """Entry point of a worker started by ``multiprocessing`` (spawn, forkserver)."""
-    set_parent_death_signal(parent)
-    task_fd, result_fd, out_fd, err_fd = (os.dup(c.fileno()) for c in conns)
-    for c in conns:
-        c.close()
-    redirect_output(out_fd, err_fd)
-    view = memoryview(slots).cast("B").cast("q")
-    code = serve(task_fd, result_fd, view, slot)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if code:
-        sys.exit(code)
-
-
-class ProcessLauncher:
-    """Starts each worker as a ``multiprocessing.Process`` of the given context."""
+class SpawnLauncher:
+    """Starts each worker as a fresh interpreter (the spawn start method)."""
 
     fileno: int | None = None
 
-    def __init__(self, context: Any, slots: Any, name: str) -> None:
-        self._context = context
+    def __init__(self, slots: SharedSlots, name: str) -> None:
         self._slots = slots
         self._name = name
         self._count = 0
+        self._tracker = tracker_fd()
 
     def launch(self, slot: int) -> tuple[WorkerHandle, list[int]]:
-        from multiprocessing.connection import Connection
-
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
         child, parent = _new_pipes()
-        conns = [Connection(fd) for fd in child]
-        spawn = self._context.get_start_method() == "spawn"
+        keep = [*child, self._slots.fd] + ([self._tracker] if self._tracker is not None else [])
+        payload = {
+            "role": "worker",
+            "fds": child,
+            "slot": slot,
+            "slots_fd": self._slots.fd,
+            "slots_len": self._slots.length,
+            "parent": os.getpid(),
+            "tracker_fd": self._tracker,
+        }
         try:
-            process = self._context.Process(
-                target=_process_entry,
-                args=(conns, self._slots, slot, os.getpid() if spawn else None),
-                name=handle.name,
-                daemon=False,
-            )
-            process.start()
+            popen = spawn_child(payload, keep)
         except BaseException:
             _close_all(parent)
             raise
         finally:
-            for c in conns:
-                c.close()
-        handle._process = process
-        handle.pid = process.pid
+            _close_all(child)
+        handle._process = _Child(popen)
+        handle.pid = popen.pid
         return handle, parent
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         return []
 
-    def close(self) -> None:
+    def zygote_lost(self) -> None:  # pragma: no cover - no zygote here
         pass
 
-
-def _zygote_main(sock: socket.socket, slots: Any, keep_fds: list[int]) -> None:
-    """The zygote: forks a worker per request and reports starts and exits."""
-    gc.freeze()  # never collect (and so never close) objects inherited from the parent
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctl = sock.fileno()
-    wake_r, wake_w = os.pipe()
-    keep = sorted({0, 1, 2, ctl, wake_r, wake_w, *keep_fds})
-    # Drop every fd inherited from the parent (other pools' pipes and zygote sockets), so their
-    # owners see end of file when they expect it.
-    low = 0
-    for fd in keep:
-        if low < fd:  # closerange(n, n) would mean "to the last fd" to close_range(2)
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 65536)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    view = memoryview(slots).cast("B").cast("q")
-    children: set[int] = set()
-    while True:
-        try:
-            ready, _, _ = select.select([ctl, wake_r], [], [])
-        except InterruptedError:
-            continue
-        if wake_r in ready:
-            os.read(wake_r, 4096)
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            children.discard(pid)
-            _send_report(sock, b"X", -1, pid, os.waitstatus_to_exitcode(status))
-        if ctl in ready:
-            try:
-                msg, fds, _flags, _addr = socket.recv_fds(sock, _REQUEST.size, 4)
-            except OSError:
-                msg = b""
-                fds = []
-            if not msg:
-                break  # our pool's owner is gone (or closed us): end, and take the workers along
-            (slot,) = _REQUEST.unpack(msg)
-            task_r, result_w, out_w, err_w = fds
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    sock.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    set_parent_death_signal(os.getppid())
-                    redirect_output(out_w, err_w)
-                    code = serve(task_r, result_w, view, slot)
-                finally:
-                    try:
-                        sys.stdout.flush()
-                        sys.stderr.flush()
-                    finally:
-                        os._exit(code)
-            _close_all(fds)
-            children.add(pid)
-            _send_report(sock, b"P", slot, pid, 0)
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pid in children:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-
-
-def _send_report(sock: socket.socket, kind: bytes, slot: int, pid: int, code: int) -> None:
-    try:
-        sock.send(_REPORT.pack(kind, slot, pid, code))
-    except OSError:
-        pass  # the parent is gone; the loop ends at the next read
+    def close(self) -> None:
+        pass
 
 
 class ZygoteLauncher:
     """Forks every worker from one clean, single-threaded zygote process."""
 
-    def __init__(self, context: Any, slots: Any, name: str) -> None:
+    def __init__(self, context: Any, slots: SharedSlots, name: str, spawned: bool) -> None:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        keep = []
-        try:
-            from multiprocessing import resource_tracker
-
-            # Workers that make semaphores or shared memory report them to the resource tracker
-            # through this inherited fd (private, stable since 3.8).
-            tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
-            if tracker_fd is not None:
-                keep.append(tracker_fd)
-        except ImportError:  # pragma: no cover
-            pass
-        self._zygote = context.Process(
-            target=_zygote_main,
-            args=(child_sock, slots, keep),
-            name=f"{name}Zygote",
-            daemon=False,
-        )
-        self._zygote.start()
+        tracker = tracker_fd() if spawned else _inherited_tracker_fd()
+        keep = [tracker] if tracker is not None else []
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._zygote: Any = None
+        if spawned:
+            payload = {
+                "role": "zygote",
+                "sock": child_sock.fileno(),
+                "slots_fd": slots.fd,
+                "slots_len": slots.length,
+                "tracker_fd": tracker,
+            }
+            self._popen = spawn_child(payload, [child_sock.fileno(), slots.fd, *keep])
+        else:
+            self._zygote = context.Process(
+                target=zygote_main,
+                args=(child_sock, slots.view, keep),
+                name=f"{name}Zygote",
+                daemon=False,
+            )
+            self._zygote.start()
         child_sock.close()
         parent_sock.setblocking(False)
         self._sock = parent_sock
@@ -320,7 +222,7 @@ class ZygoteLauncher:
         child, parent = _new_pipes()
         try:
             self._sock.setblocking(True)
-            socket.send_fds(self._sock, [_REQUEST.pack(slot)], child)
+            socket.send_fds(self._sock, [REQUEST.pack(slot)], child)
         except OSError:
             _close_all(parent)
             raise
@@ -337,7 +239,7 @@ class ZygoteLauncher:
         reports = []
         while True:
             try:
-                data = self._sock.recv(_REPORT.size)
+                data = self._sock.recv(REPORT.size)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -346,7 +248,7 @@ class ZygoteLauncher:
                 reports.append((b"Z", -1, -1, -1))
                 self.fileno = None
                 break
-            kind, slot, pid, code = _REPORT.unpack(data)
+            kind, slot, pid, code = REPORT.unpack(data)
             if kind == b"P":
                 handle = self._by_slot.pop(slot, None)
                 if handle is not None:
@@ -376,14 +278,36 @@ class ZygoteLauncher:
             self._sock.close()
         except OSError:
             pass
-        self._zygote.join(5)
-        if self._zygote.exitcode is None:
-            self._zygote.kill()
-            self._zygote.join()
+        if self._popen is not None:
+            try:
+                self._popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait()
+        else:
+            self._zygote.join(5)
+            if self._zygote.exitcode is None:
+                self._zygote.kill()
+                self._zygote.join()
 
 
-def make_launcher(context: Any, slots: Any, name: str) -> ProcessLauncher | ZygoteLauncher:
-    """A zygote under fork, ``multiprocessing.Process`` under spawn and forkserver."""
-    if context.get_start_method() == "fork":
-        return ZygoteLauncher(context, slots, name)
-    return ProcessLauncher(context, slots, name)
+def _inherited_tracker_fd() -> int | None:
+    """The resource tracker's fd, if this process has one (a forked zygote inherits it)."""
+    try:
+        from multiprocessing import resource_tracker
+
+        fd = getattr(resource_tracker._resource_tracker, "_fd", None)  # private, stable since 3.8
+        return int(fd) if fd is not None else None
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def make_launcher(context: Any, slots: SharedSlots, name: str) -> SpawnLauncher | ZygoteLauncher:
+    """A forked zygote under fork, a spawned one under forkserver, fresh interpreters under
+    spawn."""
+    method = context.get_start_method()
+    if method == "fork":
+        return ZygoteLauncher(context, slots, name, spawned=False)
+    if method == "forkserver":
+        return ZygoteLauncher(context, slots, name, spawned=True)
+    return SpawnLauncher(slots, name)

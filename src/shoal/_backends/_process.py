@@ -26,6 +26,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
+from shoal._backends._spawn import SharedSlots
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
 from shoal._backends._worker import FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
 from shoal._core._backend import WorkerConfig
@@ -151,8 +152,8 @@ class ProcessBackend:
         # Twice as many slots as workers: a worker being stopped keeps its slot until it is
         # gone, while its replacement already runs.
         n_slots = 2 * self._max
-        self._slots = ctx.RawArray("q", SLOT_WIDTH * n_slots)
-        self._slot_view = memoryview(self._slots).cast("B").cast("q")
+        self._slots = SharedSlots(SLOT_WIDTH * n_slots)
+        self._slot_view = self._slots.view
         self._init_blob = b"I" + dumps(
             (
                 config.initializer,
@@ -914,6 +915,7 @@ class ProcessBackend:
             traceback.print_exc()
         self._selector.close()
         self.output.flush()
+        weakref.finalize(self, self._slots.close)
         self._started.set()
         self._ended.set()
 

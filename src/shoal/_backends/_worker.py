@@ -30,6 +30,7 @@ __all__ = [
     "SLOT_WIDTH",
     "TIMED",
     "TRACED",
+    "redirect_output",
     "serve",
     "set_parent_death_signal",
 ]
@@ -193,6 +194,21 @@ def _forward_logging(fd: int, level: int) -> None:
         root.removeHandler(handler)
     root.setLevel(level)
     logging.lastResort = _ForwardHandler(fd, level)
+
+
+def redirect_output(out_fd: int, err_fd: int) -> None:
+    """Make fds 1 and 2 the pipes the parent drains; Python's streams write whole lines."""
+    for fd, target in ((out_fd, 1), (err_fd, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    # Fresh streams on fds 1 and 2: under fork the inherited sys.stdout may be an in-memory
+    # object of the parent's (pytest's capture, a notebook's stream) that nobody reads here.
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            getattr(sys, name).flush()
+        except (ValueError, OSError, AttributeError):
+            pass
+        setattr(sys, name, open(fd, "w", buffering=1, errors="backslashreplace", closefd=False))
 
 
 def _rss() -> int:

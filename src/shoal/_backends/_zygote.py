@@ -1,0 +1,126 @@
+"""The zygote: a clean, single-threaded process that forks every worker of one pool.
+
+Forking a process that already runs threads can deadlock the child (a lock held by another thread
+at fork time stays held for ever: gh-90622, gh-84559). A pool's workers are therefore forked
+from its zygote, never from the pool's own (threaded) process. Under the fork start method the
+zygote is forked once, before the pool starts any thread; under forkserver it is a fresh
+interpreter (spawned), so it shares nothing with its parent at all.
+
+Protocol, on a SEQPACKET socket: a request is a slot number with four fds (SCM_RIGHTS: the
+worker's task, result, stdout and stderr pipe ends); reports are ``(kind, slot, pid, code)``:
+``P`` a worker started, ``X`` a worker exited with that code (multiprocessing's convention:
+negative for a signal). End of file on the socket means the pool's owner is gone: the zygote
+kills its workers and exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+from shoal._backends._worker import redirect_output, serve, set_parent_death_signal
+
+__all__ = ["REPORT", "REQUEST", "zygote_main"]
+
+REQUEST = struct.Struct("!i")  # slot; the pipe ends ride along as SCM_RIGHTS
+REPORT = struct.Struct("!ciii")  # kind (P: started, X: exited), slot, pid, exit code
+
+
+def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
+    """The zygote: forks a worker per request and reports starts and exits.
+
+    Args:
+        sock: its end of the SEQPACKET socket to the pool (requests in, reports out).
+        view: the workers' shared slot array (an int64 memoryview, inherited by forks).
+        keep_fds: fds besides its own that must stay open (the resource tracker's).
+    """
+    gc.freeze()  # never collect (and so never close) objects inherited from the parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctl = sock.fileno()
+    wake_r, wake_w = os.pipe()
+    keep = sorted({0, 1, 2, ctl, wake_r, wake_w, *keep_fds})
+    # Drop every fd inherited from the parent (other pools' pipes and zygote sockets), so their
+    # owners see end of file when they expect it.
+    low = 0
+    for fd in keep:
+        if low < fd:  # closerange(n, n) would mean "to the last fd" to close_range(2)
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    while True:
+        try:
+            ready, _, _ = select.select([ctl, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            children.discard(pid)
+            _send_report(sock, b"X", -1, pid, os.waitstatus_to_exitcode(status))
+        if ctl in ready:
+            try:
+                msg, fds, _flags, _addr = socket.recv_fds(sock, REQUEST.size, 4)
+            except OSError:
+                msg = b""
+                fds = []
+            if not msg:
+                break  # our pool's owner is gone (or closed us): end, and take the workers along
+            (slot,) = REQUEST.unpack(msg)
+            task_r, result_w, out_w, err_w = fds
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    sock.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    set_parent_death_signal(os.getppid())
+                    redirect_output(out_w, err_w)
+                    code = serve(task_r, result_w, view, slot)
+                finally:
+                    try:
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    finally:
+                        os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            children.add(pid)
+            _send_report(sock, b"P", slot, pid, 0)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in children:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def _send_report(sock: socket.socket, kind: bytes, slot: int, pid: int, code: int) -> None:
+    try:
+        sock.send(REPORT.pack(kind, slot, pid, code))
+    except OSError:
+        pass  # the parent is gone; the loop ends at the next read
+
+
