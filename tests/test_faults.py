@@ -5,6 +5,7 @@ same pool must then run a new task (DESIGN.md, "Never stuck")."""
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import signal
 import time
@@ -174,3 +175,32 @@ def test_sigkill_idle_workers(kind: str, method: str) -> None:
         assert not pids & {f.call(faults.getpid) for _ in range(3)}
     finally:
         f.close()
+
+
+def crash_on(x: int, bad: int) -> int:
+    if x == bad:
+        faults.crash()
+    return x * x
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_crash_inside_a_chunk_fails_only_its_item(method: str) -> None:
+    """Chunks run on the fast path do not record which item runs; after a death their items run
+    again one by one, so only the culprit fails and every other result comes back."""
+    with shoal.Pool(2, context=method) as pool:
+        results = [
+            pool.apply_async(crash_on, (x, 5)) for x in range(3)
+        ] + [pool.starmap_async(crash_on, [(x, 5) for x in range(12)], chunksize=4)]
+        assert [r.get(60) for r in results[:3]] == [0, 1, 4]
+        with pytest.raises(shoal.WorkerDied) as info:
+            results[3].get(60)
+        assert info.value.task == 5
+        assert info.value.signal == signal.SIGSEGV
+        it = pool.imap(functools.partial(crash_on, bad=7), range(12), chunksize=4)
+        got = []
+        for x in range(12):
+            try:
+                got.append(next(it))
+            except shoal.WorkerDied as exc:
+                got.append(("died", exc.task))
+        assert got == [x * x if x != 7 else ("died", 7) for x in range(12)]

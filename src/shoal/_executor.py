@@ -33,6 +33,9 @@ from shoal._errors import PoolBroken, ThreadPoolBroken
 
 __all__ = ["Executor", "ProcessPoolExecutor", "ThreadPoolExecutor"]
 
+#: How long ``_processes`` waits for a worker's pid (a worker that cannot start ends sooner).
+_PID_WAIT = 10.0
+
 _PROCESS_STYLE = Presentation(
     remote_tb=_RemoteTraceback,
     pool_style=False,
@@ -94,6 +97,10 @@ class _FutureSink:
                     future.set_result(values)
         except concurrent.futures.InvalidStateError:
             pass  # cancelled by its owner meanwhile
+        if future.done():
+            # A done future cannot be force-cancelled; dropping the hook breaks the cycle
+            # future -> hook -> sink -> future, so a result is freed once its future is.
+            future._force_cancel = None
 
 
 class Executor(concurrent.futures.Executor):
@@ -104,6 +111,7 @@ class Executor(concurrent.futures.Executor):
     _broken_error: type[Exception] = PoolBroken
 
     _options: TaskOptions = DEFAULT
+    _start_all_first = False
     #: The progress bar of the map being submitted (handed to its sinks), or None.
     _progress: Any = None
 
@@ -136,8 +144,10 @@ class Executor(concurrent.futures.Executor):
     def _new_future(self, sink_holder: list[Any]) -> Future:
         future = Future()
         future._runner = self._runner
-        future._on_interrupt = self._interrupted
+        # The backend's, not ours: a future must not keep its executor alive (an executor
+        # nobody holds shuts down, even while its futures are still held).
         backend = self._backend
+        future._on_interrupt = backend.interrupt
         future._force_cancel = lambda: backend.cancel_running(sink_holder[0])
         return future
 
@@ -155,6 +165,7 @@ class Executor(concurrent.futures.Executor):
         return None
 
     def _check_open(self) -> None:
+        """Called, with the shutdown lock held, before any work is submitted."""
         broken = self._backend.broken
         if broken is not None:
             raise self._broken_error(broken)
@@ -162,6 +173,12 @@ class Executor(concurrent.futures.Executor):
             raise RuntimeError("cannot schedule new futures after shutdown")
         if exiting():
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        if self._start_all_first:
+            # The stdlib's process executor under fork starts every worker at the first
+            # submission (it cannot fork later, once its threads run); shoal's zygote could,
+            # but code and tests count the workers.
+            self._start_all_first = False
+            self._backend.start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Schedule ``fn(*args, **kwargs)``; returns a Future. Arguments that cannot be pickled
@@ -298,32 +315,38 @@ def _iterate(
 ) -> Iterator[Any]:
     # A generator separate from map() so that map() itself submits eagerly, and cancels what is
     # left when the caller stops iterating (or a wait times out). With ``more`` (buffersize),
-    # one batch is submitted for each batch consumed.
+    # one batch is submitted for each batch consumed. No local names a future or a result
+    # while suspended at a yield: a result the caller dropped must be freed (CPython's
+    # test_free_reference, bpo-14406).
     futures.reverse()
     try:
         while futures:
-            future = futures.pop()
             if more is not None:
                 extra = more()
                 if extra is not None:
                     futures.insert(0, extra)
-            try:
-                if end_time is None:
-                    value = future.result()
-                else:
-                    value = future.result(end_time - time.monotonic())
-            finally:
-                future.cancel()
             if single:
-                yield value
+                yield _result_or_cancel(futures.pop(), end_time)
             else:
-                yield from value
-            del future, value
+                batch = _result_or_cancel(futures.pop(), end_time)
+                batch.reverse()
+                while batch:
+                    yield batch.pop()
     finally:
         for future in futures:
             future.cancel()
         if progress is not None:
             progress.close()
+
+
+def _result_or_cancel(future: Future, end_time: float | None) -> Any:
+    try:
+        if end_time is None:
+            return future.result()
+        return future.result(end_time - time.monotonic())
+    finally:
+        future.cancel()
+        del future  # a raised exception's traceback would keep it (and its result) alive
 
 
 def _shutdown_backend(backend: Any) -> None:
@@ -397,6 +420,7 @@ class ProcessPoolExecutor(Executor):
         self._mp_context = mp_context
         self._initializer = initializer
         self._initargs = initargs
+        self._start_all_first = mp_context.get_start_method(allow_none=False) == "fork"
         self._setup(
             WorkerConfig(
                 max_workers=max_workers,
@@ -412,14 +436,44 @@ class ProcessPoolExecutor(Executor):
             trace,
         )
 
+    # ---- stdlib-compatible views (code and CPython's tests read these) -------------------
+
     @property
-    def _processes(self) -> dict[int | None, Any]:
-        """The live workers by pid (handles with ``is_alive()``, ``join()``, ``exitcode``)."""
-        return {h.pid: h for h in self._backend.workers()}
+    def _processes(self) -> dict[int, Any]:
+        """The live workers by pid: handles with ``pid``, ``is_alive()``, ``join()``,
+        ``terminate()``, ``exitcode``.
+
+        The stdlib starts workers inside ``submit()``; shoal's manager thread starts them, so
+        this first waits until it has acted on everything submitted so far, and for each
+        worker's pid (a zygote reports it a moment after the fork)."""
+        backend = self._backend
+        backend.settle()
+        handles = backend.workers()
+        for handle in handles:
+            handle.wait_started(_PID_WAIT)
+        return {h.pid: h for h in handles if h.pid is not None}
 
     @property
     def _executor_manager_thread(self) -> threading.Thread:
+        """The thread that runs the pool; it ends once the executor has shut down."""
         return self._backend.manager_thread  # type: ignore[no-any-return]
+
+    @property
+    def _call_queue(self) -> _CallQueue:
+        """The stdlib's queue of calls for the workers; here, its ``join_thread()`` only."""
+        return _CallQueue(self._backend)
+
+
+class _CallQueue:
+    """What ``ProcessPoolExecutor._call_queue`` offers in the stdlib that means something in
+    shoal: ``join_thread()`` returns once every queued call has been handed to a worker and the
+    executor has ended. It holds the backend only, so it keeps no executor alive."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def join_thread(self) -> None:
+        self._backend.join()
 
 
 class ThreadPoolExecutor(Executor):

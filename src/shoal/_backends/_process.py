@@ -28,7 +28,7 @@ from typing import Any
 from shoal._backends._launch import WorkerHandle, make_launcher
 from shoal._backends._spawn import SharedSlots
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
-from shoal._backends._worker import FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
+from shoal._backends._worker import FAST, FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
@@ -229,6 +229,17 @@ class ProcessBackend:
         self._command("start")
         self._started.wait()
 
+    def settle(self) -> None:
+        """Return once the manager has acted on everything posted so far: the workers that the
+        queued work needs are launched (the executors' ``_processes`` reads them after this)."""
+        if threading.current_thread() is self._thread:
+            return
+        done = threading.Event()
+        self._command("settle", done)
+        # _close_everything sets _ended first, then every settle event still queued.
+        if not self._ended.is_set():
+            done.wait()
+
     def submit(self, chunk: Chunk) -> None:
         key, blob = _function_wire(chunk.fn)
         chunk.wire = [key, blob, dumps(chunk.items), 0]
@@ -381,6 +392,9 @@ class ProcessBackend:
                 for w in list(self._workers.values()):
                     if w.inflight and not w.stopping:
                         self._stop(w, _INTERRUPTED)
+            elif what == "settle":
+                self._schedule()
+                cmd[1].set()
             elif what == "cancel":
                 sink = cmd[1]
                 for w in list(self._workers.values()):
@@ -638,27 +652,35 @@ class ProcessBackend:
         user = (ended_ns - started_ns) / 1e9
         n = len(chunk.indices)
         self.recorder.chunk_done(
-            w, n, user, took - user, chunk.job, chunk.indices[0] if n else 0,
-            short_repr(chunk.items[0]) if n == 1 else f"{n} items",
+            w, n, user, took - user, chunk.job, chunk.indices[0] if n else 0, chunk.items
         )
         try:
-            outcomes = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
+            body = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be unpickled here
             self._deliver_all(chunk, Failure(TRANSPORT, exc, pid=w.handle.pid))
             return
         del msg
+        packed, data = body[0], body[1]
         if traced:
-            outcomes, times = outcomes
-            self._emit_tasks(w, chunk, outcomes, times, started_ns, ended_ns)
+            self._emit_tasks(w, chunk, packed, data, body[2], started_ns, ended_ns)
+        del body
         sink = chunk.sink
-        self.recorder.done += len(outcomes)
+        self.recorder.done += len(data)
         try:
-            for pos, idx in enumerate(chunk.indices):
-                ok, value = outcomes[pos]
-                if ok:
-                    sink.deliver(idx, True, value)
+            if packed:  # every item succeeded: hand the results over in one call
+                many = getattr(sink, "deliver_many", None)
+                if many is not None:
+                    many(chunk.indices, data)
                 else:
-                    self._fail_item(chunk, pos, value)
+                    for idx, value in zip(chunk.indices, data, strict=True):
+                        sink.deliver(idx, True, value)
+            else:
+                for pos, idx in enumerate(chunk.indices):
+                    ok, value = data[pos]
+                    if ok:
+                        sink.deliver(idx, True, value)
+                    else:
+                        self._fail_item(chunk, pos, value)
         except BaseException:  # noqa: BLE001 - a facade bug must not end the manager
             traceback.print_exc()
         chunk.release()
@@ -667,7 +689,8 @@ class ProcessBackend:
         self,
         w: _Worker,
         chunk: Chunk,
-        outcomes: list[tuple[bool, Any]],
+        packed: bool,
+        data: list[Any],
         times: list[int] | None,
         started_ns: int,
         ended_ns: int,
@@ -675,6 +698,7 @@ class ProcessBackend:
         """Tell the listeners what ran: each task, or the chunk's span for very short ones."""
         events = self.events
         name, pid = w.handle.name, w.handle.pid
+        outcomes = [(True, None)] * len(data) if packed else data
         if times is not None and len(times) == 2 * len(outcomes):
             for pos, (ok, _) in enumerate(outcomes):
                 events.task_done(
@@ -836,6 +860,14 @@ class ProcessBackend:
         if started:
             n = len(running.indices)
             pos = self._slot_view[base + 1]
+            if pos == FAST and n > 1:
+                # Died somewhere in a chunk run on the fast path: run its items again one per
+                # chunk, uncounted; the culprit will die alone and be blamed then.
+                requeue.extend(running.subset([p]) for p in range(n))
+                requeue.extend(inflight[1:])
+                running.release()
+                self._requeue(requeue)
+                return
             blamed = [pos] if 0 <= pos < n else list(range(n))
             for p in blamed:
                 self._fail_item(running, p, self._death_failure(w, running, p, code))
@@ -846,7 +878,11 @@ class ProcessBackend:
         else:
             requeue.append(running)
         requeue.extend(inflight[1:])
-        for chunk in reversed(requeue):
+        self._requeue(requeue)
+
+    def _requeue(self, chunks: list[Chunk]) -> None:
+        """Put chunks back at the front of the queue, in their order."""
+        for chunk in reversed(chunks):
             if chunk.wire is not None:
                 chunk.wire[3] = 0
             self._pending.appendleft(chunk)
@@ -918,6 +954,9 @@ class ProcessBackend:
         weakref.finalize(self, self._slots.close)
         self._started.set()
         self._ended.set()
+        for cmd in list(self._commands):
+            if cmd[0] == "settle":
+                cmd[1].set()
 
 
 def _close_fds(*fds: int) -> None:

@@ -226,7 +226,7 @@ class ThreadBackend:
         self.recorder.chunk_done(
             state.thread, n, time.monotonic() - chunk_start, 0.0, chunk.job,
             chunk.indices[0] if n else 0,
-            short_repr(chunk.items[0]) if n == 1 else f"{n} items",
+            chunk.items,
         )
         chunk.release()
         return True

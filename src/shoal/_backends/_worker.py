@@ -9,6 +9,7 @@ same clock in every process), which the parent compares with the limit.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -26,10 +27,12 @@ from shoal._core._pickling import dumps_result, loads, rebind_to_main
 from shoal._core._task import ONE, STAR
 
 __all__ = [
+    "FAST",
     "FUNCTION_CACHE_SIZE",
     "SLOT_WIDTH",
     "TIMED",
     "TRACED",
+    "prepare_for_forks",
     "redirect_output",
     "serve",
     "set_parent_death_signal",
@@ -39,6 +42,8 @@ __all__ = [
 SLOT_WIDTH = 3
 #: Flag in a chunk's mode byte: record each item's start time.
 TIMED = 0x80
+#: Item position meaning "somewhere in the chunk" (the fast path does not record which).
+FAST = -2
 #: Flag in a chunk's mode byte: send the chunk's timings (a ``T`` frame), for timelines.
 TRACED = 0x40
 #: Items shorter than this on average are not timed one by one (their chunk's span is).
@@ -53,19 +58,38 @@ _F = ord("F")
 _Q = ord("Q")
 
 
+def _libc() -> Any:
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+_LIBC: Any = None
+
+
 def set_parent_death_signal(expected_parent: int | None) -> None:
     """Die with our parent (Linux PR_SET_PDEATHSIG), and check it did not die before we asked."""
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+            _libc().prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
     ppid = os.getppid()
     if ppid == 1 or (expected_parent is not None and ppid != expected_parent):
         os._exit(1)
+
+
+def prepare_for_forks() -> None:
+    """Load what every forked worker needs once, in the process they are forked from (the
+    zygote), rather than in each of them (importing ctypes alone costs milliseconds)."""
+    if sys.platform.startswith("linux"):
+        try:
+            _libc()
+        except OSError:
+            pass
 
 
 def _remote_tb(exc: BaseException) -> str:
@@ -91,14 +115,19 @@ class _Unloadable:
 
 
 def _encode(
-    head: bytes, out: list[tuple[bool, Any]], pid: int, times: list[int] | None, traced: bool
+    head: bytes, packed: bool, out: list[Any], pid: int, times: list[int] | None, traced: bool
 ) -> bytes:
+    """A result frame. ``packed``: ``out`` is the plain list of results (every item
+    succeeded, the common case: smallest to pickle and to hand back); else ``(ok, value)`` pairs.
+    """
     try:
-        return head + dumps_result((out, times) if traced else out)
+        body = (packed, out, times) if traced else (packed, out)
+        return head + dumps_result(body)
     except BaseException:  # noqa: BLE001 - some item cannot be pickled: find which
         pass
+    pairs = [(True, v) for v in out] if packed else out
     fixed: list[tuple[bool, Any]] = []
-    for ok, value in out:
+    for ok, value in pairs:
         try:
             dumps_result((ok, value))
             fixed.append((ok, value))
@@ -110,7 +139,7 @@ def _encode(
             fixed.append(
                 (False, Failure(kind, _picklable(exc), _remote_tb(exc), pid, short_repr(what)))
             )
-    return head + dumps_result((fixed, times) if traced else fixed)
+    return head + dumps_result((False, fixed, times) if traced else (False, fixed))
 
 
 def _run_chunk(
@@ -121,14 +150,59 @@ def _run_chunk(
     at: int,
     pid: int,
     times: list[int] | None,
+) -> tuple[bool, list[Any]]:
+    """Run a chunk's items: ``(True, results)`` when all succeeded, else ``(False, pairs)``.
+
+    A time limit or a trace takes the general loop, which records each item's position and
+    times in the slot.
+    """
+    if mode & TIMED or times is not None:
+        return False, _run_general(fn, mode, items, slots, at, pid, times, 0)
+    # The fast path runs the items at C speed (list.extend over map) and does not record which
+    # item runs: the slot says FAST, and if the worker dies here the parent runs the chunk's
+    # items again one by one, so the culprit shows itself. list.extend keeps the results made
+    # before an exception, so the item that raised is at len(values).
+    slots[at] = FAST
+    values: list[Any] = []
+    it = iter(items)
+    try:
+        if mode == ONE:
+            values.extend(map(fn, it))
+        elif mode == STAR:
+            values.extend(itertools.starmap(fn, it))
+        else:
+            for args, kwargs in it:
+                values.append(fn(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
+        pos = len(values)
+        out: list[Any] = [(True, v) for v in values]
+        out.append((False, Failure(RAISED, exc, _remote_tb(exc), pid)))
+        del exc
+        out.extend(_run_general(fn, mode, items, slots, at, pid, None, pos + 1))
+        return False, out
+    slots[at] = len(items)
+    return True, values
+
+
+def _run_general(
+    fn: Callable[..., Any],
+    mode: int,
+    items: list[Any],
+    slots: Any,
+    at: int,
+    pid: int,
+    times: list[int] | None,
+    first: int,
 ) -> list[tuple[bool, Any]]:
-    """Run a chunk's items; with ``times`` (a list) record each item's start and end in it."""
+    """Run items from ``first`` on, one outcome pair each; with ``times`` (a list) record each
+    item's start and end in it, with TIMED each item's start in the slot (task_timeout)."""
     out: list[tuple[bool, Any]] = []
     append = out.append
     timed = mode & TIMED
     mode &= ~(TIMED | TRACED)
     clock = time.monotonic_ns
-    for pos, item in enumerate(items):
+    for pos in range(first, len(items)):
+        item = items[pos]
         if timed:
             slots[at + 1] = clock()
         if times is not None:
@@ -277,20 +351,20 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                     raise fn.exc
             except BaseException as exc:  # noqa: BLE001 - includes a SystemExit in __setstate__
                 fail = Failure(TRANSPORT, _picklable(exc), _remote_tb(exc), pid)
-                out: list[tuple[bool, Any]] = [(False, fail)] * count
+                packed, out = False, [(False, fail)] * count
                 times = None
                 del exc
             else:
                 del msg
                 started = clock()
-                out = _run_chunk(fn, mode, items, slots, at_item, pid, times)
+                packed, out = _run_chunk(fn, mode, items, slots, at_item, pid, times)
                 del items
             del fn
             ended = clock()
             if traced:
                 item_ns = (ended - started) // max(count, 1)
             head = (b"T" if traced else b"R") + RESULT_HEAD.pack(cid, started, ended)
-            _send(result_fd, _encode(head, out, pid, times, traced))
+            _send(result_fd, _encode(head, packed, out, pid, times, traced))
             del out
             done += 1
             if max_tasks is not None and done >= max_tasks:

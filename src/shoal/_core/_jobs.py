@@ -219,6 +219,28 @@ class ListJob(_Job):
             self._values = []
         self._complete(False, self._presentation.exception(value, index))
 
+    def deliver_many(self, indices: Any, values: list[Any]) -> None:
+        """Record a chunk whose items all succeeded, in one step."""
+        progress = self.progress
+        if progress is not None:
+            for _ in values:
+                progress.update(True)
+        with self._lock:
+            self._left -= len(values)
+            if progress is not None and self._left == 0:
+                progress.close()
+            if self._failed:
+                return
+            if isinstance(indices, range) and indices.step == 1:
+                self._values[indices.start : indices.stop] = values
+            else:
+                for i, v in zip(indices, values, strict=True):
+                    self._values[i] = v
+            if self._left != 0:
+                return
+            result, self._values = self._values, []
+        self._complete(True, result)
+
     def fail_rest(self, exc: BaseException) -> None:
         """The input could not be sent (pickling): fail now, whatever is still running."""
         with self._lock:

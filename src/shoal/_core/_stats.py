@@ -10,6 +10,9 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
+
+from shoal._core._outcome import short_repr
 
 __all__ = ["SlowTask", "Statistics", "StatsRecorder", "WorkerStatistics"]
 
@@ -138,9 +141,10 @@ class StatsRecorder:
         transport: float,
         job: int,
         index: int,
-        args: str,
+        items: Any,
     ) -> None:
-        """A chunk of ``tasks`` ran for ``user`` seconds on worker ``key``."""
+        """A chunk of ``tasks`` ran for ``user`` seconds on worker ``key``; ``items`` are its
+        arguments (only a short repr is kept, and only for the slowest)."""
         w = self._workers.get(key)
         if w is not None:
             w.tasks += tasks
@@ -148,6 +152,7 @@ class StatsRecorder:
         self.transport += max(0.0, transport)
         slowest = self._slowest
         if len(slowest) < _SLOWEST or user > slowest[0][0]:
+            args = short_repr(items[0]) if tasks == 1 else f"{tasks} items"
             entry = (user, next(self._seq), SlowTask(user, job, index, tasks, args))
             if len(slowest) < _SLOWEST:
                 heapq.heappush(slowest, entry)
