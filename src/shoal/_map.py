@@ -19,6 +19,7 @@ from shoal._core._lifecycle import track
 from shoal._core._schedule import default_chunksize, start_feeder, submit_list
 from shoal._core._task import ONE
 from shoal._errors import PoolBroken
+from shoal._observing import make_progress
 
 __all__ = ["map"]
 
@@ -56,6 +57,7 @@ def map(  # noqa: A001 - the point is to read like the builtin
     backend: str = "process",
     chunksize: int | None = None,
     ordered: bool = True,
+    progress: bool | str | Any = False,
 ) -> list[Any]:
     """``[fn(x) for x in iterable]``, run in parallel; returns the list.
 
@@ -67,6 +69,7 @@ def map(  # noqa: A001 - the point is to read like the builtin
         backend: ``"process"`` or ``"thread"``.
         chunksize: items per message; None sizes chunks automatically.
         ordered: False returns results in the order they finish.
+        progress: True (or a title, or a ProgressBar) shows a progress bar.
 
     Raises:
         ValueError: ``workers`` < 1 or ``chunksize`` < 1.
@@ -81,14 +84,17 @@ def map(  # noqa: A001 - the point is to read like the builtin
     pool = _backend_for(backend, workers)
     items = list(iterable)
     size = chunksize or default_chunksize(len(items), workers)
+    bar = make_progress(progress, len(items), getattr(fn, "__name__", "map"))
     if ordered:
         job = ListJob(len(items), _PRESENTATION, None)
+        job.progress = bar
         try:
             submit_list(pool.submit, fn, ONE, items, size, job)
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             job.fail_rest(exc)
         return job.get()  # type: ignore[no-any-return]
     stream = StreamJob(False, _PRESENTATION)
+    stream.progress = bar
     done = threading.Event()
     start_feeder(pool.submit, fn, ONE, items, size, stream, done.set, "shoal.map-feeder")
     return list(Stream(stream))

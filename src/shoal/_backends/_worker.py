@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, frame, read_frame, write_all
 from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
 from shoal._core._pickling import dumps_result, loads, rebind_to_main
@@ -158,6 +159,7 @@ def _run_chunk(
     """
     if mode & TIMED or times is not None:
         return False, _run_general(fn, mode, items, slots, at, pid, times, 0)
+    mode &= ~TRACED
     # The fast path runs the items at C speed (list.extend over map) and does not record which
     # item runs: the slot says FAST, and if the worker dies here the parent runs the chunk's
     # items again one by one, so the culprit shows itself. list.extend keeps the results made
@@ -320,6 +322,10 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             rebind_to_main(initializer)(*initargs)
         except BaseException as exc:  # noqa: BLE001
             logging.getLogger(init_logger).critical("Exception in initializer:", exc_info=True)
+            # What the initializer wrote to a multiprocessing queue (a QueueHandler: CPython's
+            # test_init) reaches it before the parent learns of the failure, as in the stdlib,
+            # whose worker exits (flushing its queues) before its parent notices.
+            flush_multiprocessing()
             _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
             return 1
         del initializer, initargs
