@@ -112,3 +112,12 @@ def test_statistics_show_where_time_went() -> None:
     assert stats.slowest and stats.slowest[0].seconds >= 0.004
     assert stats.slowest[0].args.isdigit()  # the short repr of the slow task's argument
     assert "tasks: 22 done, 1 failed" in str(stats)
+
+
+def test_trace_of_tiny_tasks_counts_every_task() -> None:
+    with shoal.Pool(2, trace=True) as pool:
+        for _ in range(3):  # later chunks are timed as a whole (tasks under ~100 us)
+            assert pool.map(faults.square, range(4000)) == [x * x for x in range(4000)]
+        events = pool.timeline.tasks()
+    assert sum(e.count for e in events) == 12000
+    assert any(e.approximate and e.count > 1 for e in events)
