@@ -108,7 +108,7 @@ def test_task_timeout_stops_only_its_worker(method: str) -> None:
         assert not isinstance(info.value, TimeoutError)
         assert "task_timeout of 0.5" in str(info.value)
         assert [q.get(60) for q in quick] == [0.01] * 4
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < 90  # liveness only: spawn on a loaded machine is slow
         assert pool.apply(faults.square, (6,)) == 36
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import shutil
 import sys
 import textwrap
@@ -73,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     pace.add_argument(
         "--real-time",
         action="store_true",
-        help=f"sleep {TUTORIAL_SLEEP:g} s per task, as the tutorial does (a minute or two)",
+        help=f"sleep {TUTORIAL_SLEEP:g} s per task, as the tutorial does (about a minute in all)",
     )
     parser.add_argument(
         "--html", metavar="FILE", help="write a self-contained HTML page with every timeline"
@@ -159,21 +160,30 @@ def run_demo(argv: Sequence[str] | None = None) -> int:
     sleep = TUTORIAL_SLEEP * scale
     width = _gantt_width(args.width)
     _text(f"shoal {shoal.__version__} demo: the multiprocessing tutorial, one scene per concept")
-    _text(
+    _wrap(
         f"Tasks sleep {sleep:.2f} s (the tutorial's {TUTORIAL_SLEEP:g} s x {scale:g}"
         + ("" if args.real_time else "; --real-time for the tutorial's pace")
         + f"). Workers start with {multiprocessing.get_start_method()}; "
-        f"{shoal.cpu_count()} CPU(s)."
+        f"{shoal.cpu_count()} CPU(s).",
+        first="",
+        rest="",
     )
-    _text(
+    _wrap(
         "In the charts each task is drawn with its own character (0, 1, 2, ... in the order "
         "they were submitted), ! a failed one; ~ is the main program's time in a call or at "
-        "work, * a moment it marked."
+        "work, * a moment it marked.",
+        first="",
+        rest="",
     )
     total = time.monotonic()
     done: list[tuple[SceneInfo, Scene]] = []
-    for number, info in enumerate(chosen, 1):
-        done.append((info, _run_scene(info, number, len(chosen), sleep, width)))
+    try:
+        for number, info in enumerate(chosen, 1):
+            done.append((info, _run_scene(info, number, len(chosen), sleep, width)))
+    except BrokenPipeError:
+        # The reader went away (``shoal demo | head``): stop quietly, as command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     _text()
     _text(f"demo finished in {time.monotonic() - total:.2f} s")
     if args.html:

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures.process import _RemoteTraceback  # type: ignore[attr-defined]
@@ -191,11 +192,7 @@ class Executor(concurrent.futures.Executor):
             sink = _FutureSink(future, self._presentation, task, None)
             holder.append(sink)
             chunk = Chunk(fn, CALL, [(args, kwargs)], [0], sink, self._options)
-            try:
-                self._backend.submit(chunk)
-            except Exception as exc:  # noqa: BLE001
-                future.set_running_or_notify_cancel()
-                future.set_exception(exc)
+            _send(self._backend, chunk, future)
             return future
 
     def map(
@@ -280,11 +277,7 @@ class Executor(concurrent.futures.Executor):
         holder.append(sink)
         sink.progress = self._progress
         chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options, task)
-        try:
-            self._backend.submit(chunk)
-        except Exception as exc:  # noqa: BLE001
-            future.set_running_or_notify_cancel()
-            future.set_exception(exc)
+        _send(self._backend, chunk, future)
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -292,10 +285,32 @@ class Executor(concurrent.futures.Executor):
         return once every worker has exited."""
         with self._shutdown_lock:
             self._shutdown_thread = True
+        if cancel_futures:
+            self._settle()
         self._backend.shutdown(wait=False, cancel_pending=cancel_futures)
         if wait:
             self._backend.join()
             self._runner.stop(wait=True)
+
+
+    def _settle(self) -> None:
+        """Let the backend act on everything submitted so far (the process backend hands work
+        to workers on its own thread; the thread backend's workers take it themselves)."""
+
+
+def _send(backend: Any, chunk: Chunk, future: Future) -> None:
+    """Hand a chunk to the backend; if it cannot be sent (pickling), fail its future with why."""
+    try:
+        backend.submit(chunk)
+    except Exception as exc:  # noqa: BLE001
+        # The error's traceback keeps its frames, and they hold the chunk (so the future, which
+        # holds the error): without this, the arguments (a lock, a big array) would live on
+        # until the garbage collector finds the cycle.
+        traceback.clear_frames(exc.__traceback__)
+        del chunk
+        future.set_running_or_notify_cancel()
+        future.set_exception(exc)
+        del future
 
 
 def _batches(args: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[Any]]:
@@ -435,6 +450,12 @@ class ProcessPoolExecutor(Executor):
             ),
             trace,
         )
+
+    def _settle(self) -> None:
+        # What the stdlib has already handed to workers when shutdown(cancel_futures=True)
+        # runs (its call queue: up to max_workers + 1 calls) is no longer "pending" there; here,
+        # what the manager has handed to workers when it has caught up with every submit().
+        self._backend.settle()
 
     # ---- stdlib-compatible views (code and CPython's tests read these) -------------------
 

@@ -265,7 +265,7 @@ def test_mp_context(process_flavor: Flavor, method: str) -> None:
 
 # ---- scheduling: an idle worker takes queued work --------------------------------------------
 
-QUEUE_CEILING = 2.0
+QUEUE_CEILING = 10.0
 
 
 def test_short_tasks_do_not_wait_behind_a_long_one(

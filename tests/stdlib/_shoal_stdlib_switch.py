@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import os
 
+_activated = False
+
+#: The stdlib classes the switch replaced, by the kind it records them as (for the harness's
+#: own check that a construction does get recorded).
+ORIGINALS: dict[str, type] = {}
+
 
 def _record(kind: str) -> None:
     path = os.environ.get("SHOAL_STDLIB_LOG")
@@ -23,6 +29,7 @@ def _record(kind: str) -> None:
 
 
 def _guard(cls: type, kind: str) -> None:
+    ORIGINALS[kind] = cls
     original = cls.__init__
 
     def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -33,8 +40,12 @@ def _guard(cls: type, kind: str) -> None:
 
 
 def activate() -> None:
-    if os.environ.get("SHOAL_STDLIB_SWITCH") != "1":
+    global _activated
+    if os.environ.get("SHOAL_STDLIB_SWITCH") != "1" or _activated:
         return
+    # Once only: in a venv, site runs the site-packages .pth files twice (from venv() and again
+    # from addsitepackages()), and a second pass would guard shoal's own classes.
+    _activated = True
     import concurrent.futures
     import concurrent.futures.process
     import concurrent.futures.thread

@@ -26,6 +26,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
+from shoal._backends._shared_init import init_frame
 from shoal._backends._spawn import SharedSlots
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
 from shoal._backends._worker import FAST, FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
@@ -154,7 +155,10 @@ class ProcessBackend:
         n_slots = 2 * self._max
         self._slots = SharedSlots(SLOT_WIDTH * n_slots)
         self._slot_view = self._slots.view
-        self._init_blob = b"I" + dumps(
+        # Made per worker: initargs such as a multiprocessing.Queue are shared with each worker
+        # as multiprocessing shares them with a process it starts (see _shared_init). Before
+        # make_launcher: under fork the zygote must inherit what this registers.
+        self._init_frame = init_frame(
             (
                 config.initializer,
                 config.initargs,
@@ -162,7 +166,8 @@ class ProcessBackend:
                 config.init_logger,
                 config.extra.get("max_memory_per_worker"),
                 logging.getLogger().getEffectiveLevel(),
-            )
+            ),
+            ctx.get_start_method(),
         )
         #: Shows workers' stdout, stderr and log records in this process.
         self.output = OutputForwarder(f"{config.name}-output")
@@ -424,7 +429,7 @@ class ProcessBackend:
         self._selector.register(w.result_fd, selectors.EVENT_READ, ("r", w))
         self._selector.register(w.out_fd, selectors.EVENT_READ, ("o", w, 1))
         self._selector.register(w.err_fd, selectors.EVENT_READ, ("o", w, 2))
-        self._queue_out(w, self._init_blob)
+        self._queue_out(w, self._init_frame())
         return w
 
     def _schedule(self) -> None:

@@ -87,10 +87,16 @@ class ThreadBackend:
     def _live(self) -> int:
         return sum(1 for r in self._running.values() if not r.abandoned)
 
-    def _spawn(self) -> None:
-        # Called with the lock held.
+    def _spawn(self, first: Chunk | None = None) -> None:
+        # Called with the lock held. ``first``: the chunk it was started for, which it runs
+        # without waiting for the lock (see _enqueue).
         t = threading.Thread(
-            target=self._work, name=f"{self._config.name}_{next(self._count)}", daemon=True
+            target=self._work,
+            # In a list the thread empties: Thread keeps its args while it runs, and the chunk
+            # (its sink, its result) must not live as long as the thread.
+            args=([first] if first is not None else [],),
+            name=f"{self._config.name}_{next(self._count)}",
+            daemon=True,
         )
         self._threads.append(t)
         self._running[t] = _Running(t)
@@ -122,7 +128,10 @@ class ThreadBackend:
         if self._idle >= len(self._queue):
             self._cond.notify()
         elif self._live() < self._max and not self._closing:
-            self._spawn()
+            # The new thread takes the oldest chunk with it: were it to wait for this lock, a
+            # caller submitting in a loop would keep it (and the GIL) and no task would start
+            # until it stops (CPython's test_cancel_futures, on a loaded machine).
+            self._spawn(self._queue.popleft())
         elif self._idle:
             self._cond.notify()
 
@@ -135,7 +144,8 @@ class ThreadBackend:
             chunk.sink.deliver(idx, False, failure)
         chunk.release()
 
-    def _work(self) -> None:
+    def _work(self, handoff: list[Chunk]) -> None:
+        first = handoff.pop() if handoff else None
         mark_internal_thread()
         config = self._config
         me = threading.current_thread()
@@ -148,6 +158,8 @@ class ThreadBackend:
                     "Exception in initializer:", exc_info=True
                 )
                 self._set_broken(f"a thread initializer failed: {exc!r}")
+                if first is not None:
+                    self._fail(first, Failure(BROKEN, RuntimeError(self._broken)))
                 return
         done = 0
         limit = config.max_tasks_per_child
@@ -155,14 +167,17 @@ class ThreadBackend:
         cond = self._cond
         try:
             while True:
-                with cond:
-                    while not queue and not self._closing and not state.abandoned:
-                        self._idle += 1
-                        cond.wait()
-                        self._idle -= 1
-                    if not queue or state.abandoned:
-                        return
-                    chunk = queue.popleft()
+                if first is not None:
+                    chunk, first = first, None
+                else:
+                    with cond:
+                        while not queue and not self._closing and not state.abandoned:
+                            self._idle += 1
+                            cond.wait()
+                            self._idle -= 1
+                        if not queue or state.abandoned:
+                            return
+                        chunk = queue.popleft()
                 if not chunk.sink.claim():
                     chunk.release()
                     continue

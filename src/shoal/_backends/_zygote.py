@@ -24,7 +24,13 @@ import struct
 import sys
 from typing import Any
 
-from shoal._backends._worker import redirect_output, serve, set_parent_death_signal
+from shoal._backends._shared_init import flush_multiprocessing
+from shoal._backends._worker import (
+    prepare_for_forks,
+    redirect_output,
+    serve,
+    set_parent_death_signal,
+)
 
 __all__ = ["REPORT", "REQUEST", "zygote_main"]
 
@@ -41,6 +47,7 @@ def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
         keep_fds: fds besides its own that must stay open (the resource tracker's).
     """
     gc.freeze()  # never collect (and so never close) objects inherited from the parent
+    prepare_for_forks()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = sock.fileno()
     wake_r, wake_w = os.pipe()
@@ -97,6 +104,9 @@ def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
                     code = serve(task_r, result_w, view, slot)
                 finally:
                     try:
+                        # os._exit skips what a multiprocessing child does at exit: flushing
+                        # the queues it wrote to, its finalizers.
+                        flush_multiprocessing()
                         sys.stdout.flush()
                         sys.stderr.flush()
                     finally:

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from shoal.observe._layout import COLORS, Layout, task_count, task_label
+from shoal.observe._layout import COLORS, Layout, task_label
 
 if TYPE_CHECKING:
     from shoal.observe.timeline import Timeline
@@ -29,23 +29,24 @@ def section_data(title: str, lay: Layout) -> dict[str, Any]:
 
     rows = []
     for row in lay.rows:
-        rows.append({
-            "name": row.name,
-            "kind": row.kind,
-            "pid": row.pid,
-            "tasks": [
-                [rel(e.start), rel(e.end), e.ok, e.job, e.index, e.approximate, task_label(e)]
-                for e in row.tasks
-            ],
-            "notes": [[text, rel(s), rel(e)] for text, s, e in row.notes],
-            "changes": [[rel(t), what, detail] for t, what, detail in row.changes
-                        if lay.t0 <= t <= lay.t1],
-        })
-    count, failed = task_count(lay.ordered)
-    workers = sum(1 for r in lay.rows if r.kind == "worker")
-    summary = (
-        f"{count} tasks on {workers} workers in {lay.span:.3f} s, {failed} failed"
-    )
+        rows.append(
+            {
+                "name": row.name,
+                "kind": row.kind,
+                "pid": row.pid,
+                "tasks": [
+                    [rel(e.start), rel(e.end), e.ok, e.job, e.index, e.approximate, task_label(e)]
+                    for e in row.tasks
+                ],
+                "notes": [[text, rel(s), rel(e)] for text, s, e in row.notes],
+                "changes": [
+                    [rel(t), what, detail]
+                    for t, what, detail in row.changes
+                    if lay.t0 <= t <= lay.t1
+                ],
+            }
+        )
+    summary = lay.summary(decimals=3)
     return {"title": title, "span": round(lay.span, 6), "rows": rows, "summary": summary}
 
 

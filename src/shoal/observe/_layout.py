@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from shoal._core._events import TaskEvent, WorkerEvent
 
@@ -21,6 +22,7 @@ __all__ = [
     "layout",
     "natural_key",
     "nice_ticks",
+    "plural",
     "task_count",
     "task_label",
 ]
@@ -40,6 +42,26 @@ def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple(
         (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
     )
+
+
+def _family(name: str) -> str:
+    """A worker's pool, as far as its name tells: the name up to its first digit."""
+    return re.sub(r"\d.*", "", name)
+
+
+def _row_key(rows: dict[str, Row]) -> Callable[[str], tuple[float, str, Any]]:
+    """Workers of one pool (one :func:`_family`) stay together, in natural order; pools come in
+    the order they first did something."""
+    first: dict[str, float] = {}
+    for name, row in rows.items():
+        times = [e.start for e in row.tasks] + [t for t, _w, _d in row.changes]
+        family = _family(name)
+        first[family] = min([first.get(family, math.inf), *times])
+
+    def order(name: str) -> tuple[float, str, Any]:
+        return (first[_family(name)], _family(name), natural_key(name))
+
+    return order
 
 
 def task_label(event: TaskEvent) -> str:
@@ -74,6 +96,10 @@ class Row:
     changes: list[tuple[float, str, str]] = field(default_factory=list)
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 @dataclass
 class Layout:
     """The rows of a timeline, their time span, and the tasks in their submission order."""
@@ -87,6 +113,15 @@ class Layout:
     @property
     def span(self) -> float:
         return self.t1 - self.t0
+
+    def summary(self, decimals: int = 2) -> str:
+        """``12 tasks on 3 workers in 1.25 s, 1 failed``."""
+        count, failed = task_count(self.ordered)
+        workers = sum(1 for r in self.rows if r.kind == "worker")
+        return (
+            f"{plural(count, 'task')} on {plural(workers, 'worker')} in "
+            f"{self.span:.{decimals}f} s, {failed} failed"
+        )
 
 
 def layout(
@@ -114,7 +149,13 @@ def layout(
     note_rows: dict[str, Row] = {}
     for row_name, text, start, end in notes:
         note_rows.setdefault(row_name, Row(row_name, "note")).notes.append((text, start, end))
-    rows = [by_worker[name] for name in sorted(by_worker, key=natural_key)]
+    rows = [by_worker[name] for name in sorted(by_worker, key=_row_key(by_worker))]
+    # Tasks are numbered by (job, index); jobs are numbered per pool, so a timeline merged from
+    # several pools numbers each pool's tasks in turn, in the order the rows show the pools.
+    pools: dict[str, int] = {}
+    for row in rows:
+        pools.setdefault(_family(row.name), len(pools))
+    ordered.sort(key=lambda e: (pools[_family(e.worker)], e.job, e.index, e.start))
     rows += list(note_rows.values())  # in the order they were first used
     for row in rows:
         row.tasks.sort(key=lambda e: e.start)

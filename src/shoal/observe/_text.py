@@ -1,14 +1,18 @@
-"""The text Gantt chart: a timeline in a few lines of a terminal.
+"""The text Gantt chart: a timeline in a few lines of a terminal (``shoal demo`` prints them)::
 
-::
+    ShoalPoolWorker-1 | 00000000000000000000000000000000000000000000000000000000  |
+    ShoalPoolWorker-2 |   11111111111111111111111111111111111111111111111111111111|
+    ShoalPoolWorker-3 |  2222222222222222222222222222222222222222222222222222222  |
+    main              |*~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~|
+                      +------------+-----------+------------+-----------+---------
+                      0.00         0.05        0.10         0.15        0.20 s
+    3 tasks on 3 workers in 0.23 s, 0 failed (!)
+    * 0.00 s apply_async x3 returned
 
-    ShoalPoolWorker-1 |000000000000000000     333333333333333333     |
-    ShoalPoolWorker-2 |111111111111111111                            |
-    ShoalPoolWorker-3 |222222222222222222                            |
-    main              |*                                             |
-                      +--------+--------+--------+--------+--------+-+
-                      0        0.1      0.2      0.3      0.4      0.5 s
-    4 tasks on 3 workers in 0.52 s, 0 failed; * 0.00 s: Mark
+Rows as in every picture (``_layout``); columns are equal slices of the time span, the axis's
+ticks at round times. A task covers the columns its span touches (at least one); a later task
+overwrites an earlier one in a shared column, but a failed task (``!``) is drawn last, so it is
+never hidden.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import string
 import textwrap
 
-from shoal.observe._layout import Layout, Row, format_seconds, nice_ticks, task_count
+from shoal.observe._layout import Layout, Row, format_seconds, nice_ticks
 
 __all__ = ["FAILED", "LABELS", "MARK", "REGION", "gantt"]
 
@@ -91,12 +95,7 @@ def gantt(lay: Layout, *, width: int = 72, legend: bool = True) -> str:
     lines.append(pad + "".join(axis))
     lines.append((pad + "".join(marks)).rstrip())
     if legend:
-        workers = sum(1 for r in lay.rows if r.kind == "worker")
-        count, failures = task_count(lay.ordered)
-        summary = (
-            f"{count} task{'s' * (count != 1)} on {workers} "
-            f"worker{'s' * (workers != 1)} in {lay.span:.2f} s, {failures} failed ({FAILED})"
-        )
+        summary = f"{lay.summary()} ({FAILED})"
         lines.append(summary)
         points = sorted((s, t) for r in lay.rows for t, s, e in r.notes if s == e)
         if 0 < len(points) <= MAX_MARKS:

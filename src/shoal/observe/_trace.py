@@ -63,9 +63,7 @@ def to_trace(timeline: Timeline) -> dict[str, Any]:
     note_tracks = {row: (timeline.pid, len(names) + i) for i, row in enumerate(rows, 1)}
 
     out: list[dict[str, Any]] = []
-    for sort_index, (name, (pid, tid)) in enumerate(
-        [*tracks.items(), *note_tracks.items()]
-    ):
+    for sort_index, (name, (pid, tid)) in enumerate([*tracks.items(), *note_tracks.items()]):
         meta = {"ph": "M", "pid": pid, "tid": tid}
         out.append({"name": "thread_name", **meta, "args": {"name": name}})
         out.append({"name": "thread_sort_index", **meta, "args": {"sort_index": sort_index}})
@@ -73,41 +71,68 @@ def to_trace(timeline: Timeline) -> dict[str, Any]:
         label = "caller" if pid == timeline.pid else f"worker process {pid}"
         if pid == timeline.pid and any(p == pid for p, _ in tracks.values()):
             label = "caller and its threads"
-        out.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-                    "args": {"name": label}})
+        out.append(
+            {"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": label}}
+        )
     for e in tasks:
         pid, tid = tracks[e.worker]
-        out.append({
-            "name": task_label(e) + ("" if e.ok else " (failed)"),
-            "cat": "task",
-            "ph": "X",
-            "ts": _us(e.start - origin),
-            "dur": _us(e.end - e.start),
-            "pid": pid,
-            "tid": tid,
-            # The legacy viewer's reserved colors; Perfetto colors by name.
-            "cname": "good" if e.ok else "terrible",
-            "args": {"job": e.job, "index": e.index, "ok": e.ok, "worker": e.worker,
-                     "pid": e.pid, "approximate": e.approximate, "count": e.count},
-        })
+        out.append(
+            {
+                "name": task_label(e) + ("" if e.ok else " (failed)"),
+                "cat": "task",
+                "ph": "X",
+                "ts": _us(e.start - origin),
+                "dur": _us(e.end - e.start),
+                "pid": pid,
+                "tid": tid,
+                # The legacy viewer's reserved colors; Perfetto colors by name.
+                "cname": "good" if e.ok else "terrible",
+                "args": {
+                    "job": e.job,
+                    "index": e.index,
+                    "ok": e.ok,
+                    "worker": e.worker,
+                    "pid": e.pid,
+                    "approximate": e.approximate,
+                    "count": e.count,
+                },
+            }
+        )
     for c in changes:
         pid, tid = tracks[c.worker]
-        out.append({
-            "name": f"worker {c.what}", "cat": "worker", "ph": "i", "s": "t",
-            "ts": _us(c.time - origin), "pid": pid, "tid": tid,
-            "args": {"worker": c.worker, "pid": c.pid, "what": c.what, "detail": c.detail},
-        })
+        out.append(
+            {
+                "name": f"worker {c.what}",
+                "cat": "worker",
+                "ph": "i",
+                "s": "t",
+                "ts": _us(c.time - origin),
+                "pid": pid,
+                "tid": tid,
+                "args": {"worker": c.worker, "pid": c.pid, "what": c.what, "detail": c.detail},
+            }
+        )
     for n in notes:
         pid, tid = note_tracks[n.row]
-        note: dict[str, Any] = {"name": n.text, "cat": "note", "ts": _us(n.start - origin),
-                                "pid": pid, "tid": tid, "args": {"row": n.row}}
+        note: dict[str, Any] = {
+            "name": n.text,
+            "cat": "note",
+            "ts": _us(n.start - origin),
+            "pid": pid,
+            "tid": tid,
+            "args": {"row": n.row},
+        }
         if n.end > n.start:
             note.update(ph="X", dur=_us(n.end - n.start))
         else:
             note.update(ph="i", s="t")
         out.append(note)
-    other: dict[str, Any] = {"format": FORMAT, "origin": origin, "clock": "time.monotonic",
-                             "caller_pid": timeline.pid}
+    other: dict[str, Any] = {
+        "format": FORMAT,
+        "origin": origin,
+        "clock": "time.monotonic",
+        "caller_pid": timeline.pid,
+    }
     if timeline.title:
         other["title"] = timeline.title
     return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": other}
@@ -118,7 +143,9 @@ def dump(data: dict[str, Any], dest: str | os.PathLike[str] | IO[str]) -> None:
     lines = [json.dumps(e, separators=(",", ":")) for e in data["traceEvents"]]
     head = {k: v for k, v in data.items() if k != "traceEvents"}
     text = (
-        '{"traceEvents":[\n' + ",\n".join(lines) + "\n],\n"
+        '{"traceEvents":[\n'
+        + ",\n".join(lines)
+        + "\n],\n"
         + json.dumps(head, separators=(",", ":"))[1:]
         + "\n"
     )
@@ -165,23 +192,31 @@ def load_into(timeline: Timeline, source: str | os.PathLike[str] | IO[str]) -> N
         if cat == "note":
             start = seconds(e["ts"])
             end = start + float(e.get("dur", 0.0)) / 1e6 if ph == "X" else start
-            timeline.notes.append(Note(str(e.get("name", "")), start, end,
-                                       str(args.get("row", track))))
+            timeline.notes.append(
+                Note(str(e.get("name", "")), start, end, str(args.get("row", track)))
+            )
         elif cat == "worker" and ph in ("i", "I"):
-            timeline.worker_events.append(WorkerEvent(
-                str(args.get("worker", track)), args.get("pid", e.get("pid")), seconds(e["ts"]),
-                str(args.get("what", e.get("name", ""))), str(args.get("detail", "")),
-            ))
+            timeline.worker_events.append(
+                WorkerEvent(
+                    str(args.get("worker", track)),
+                    args.get("pid", e.get("pid")),
+                    seconds(e["ts"]),
+                    str(args.get("what", e.get("name", ""))),
+                    str(args.get("detail", "")),
+                )
+            )
         elif ph == "X" and cat in ("task", None):
             start = seconds(e["ts"])
-            timeline.events.append(TaskEvent(
-                job=int(args.get("job", 0)),
-                index=int(args.get("index", position)),
-                worker=str(args.get("worker", track)),
-                pid=args.get("pid", e.get("pid")),
-                start=start,
-                end=start + float(e.get("dur", 0.0)) / 1e6,
-                ok=bool(args.get("ok", True)),
-                approximate=bool(args.get("approximate", False)),
-                count=int(args.get("count", 1)),
-            ))
+            timeline.events.append(
+                TaskEvent(
+                    job=int(args.get("job", 0)),
+                    index=int(args.get("index", position)),
+                    worker=str(args.get("worker", track)),
+                    pid=args.get("pid", e.get("pid")),
+                    start=start,
+                    end=start + float(e.get("dur", 0.0)) / 1e6,
+                    ok=bool(args.get("ok", True)),
+                    approximate=bool(args.get("approximate", False)),
+                    count=int(args.get("count", 1)),
+                )
+            )

@@ -12,6 +12,7 @@ happens when tqdm is not installed.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -117,13 +118,19 @@ class ProgressBar:
         with self._lock:
             self.total = total
 
-    def close(self) -> None:
-        """Draw the final state and stop. Idempotent."""
+    def close(self, timeout: float | None = 2.0) -> None:
+        """Draw the final state and stop. Idempotent.
+
+        Waits up to ``timeout`` seconds for the final state to be drawn, so it comes before
+        whatever the caller prints next. The pool calls this on its own thread, which must not
+        be held up for long by a terminal or pipe that does not take output (a paused ``less``):
+        after ``timeout`` the bar finishes drawing on its own thread.
+        """
         if self._closed.is_set():
             return
         self._closed.set()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout)
 
     def __enter__(self) -> ProgressBar:
         return self
@@ -162,13 +169,22 @@ class ProgressBar:
     def _start_tqdm(self) -> None:
         from tqdm.auto import tqdm
 
+        # A terminal that reports no size (a fresh pseudo-terminal, some CI runners) would get a
+        # bar 0 columns wide on row 0 of 0, which tqdm does not draw at all: give it 80 x 24.
+        try:
+            size = os.get_terminal_size(self._file.fileno())
+            sized = size.columns > 0 and size.lines > 0
+        except (AttributeError, ValueError, OSError):
+            sized = False
         self._tqdm = tqdm(
             total=self.total,
             desc=self.desc or None,
             unit="item",
             file=self._file,
             mininterval=self.interval,
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else 80,
+            nrows=None if sized else 24,
         )
         self._tqdm.set_postfix_str("failed=0", refresh=False)
 
@@ -225,8 +241,9 @@ class ProgressBar:
         elif self.kind == "rich":
             elapsed = time.monotonic() - self._began
             rate = f"{done / elapsed:.1f}/s" if elapsed > 0 else ""
-            self._rich.update(self._rich_task, completed=done, total=total, failed=failed,
-                              rate=rate)
+            self._rich.update(
+                self._rich_task, completed=done, total=total, failed=failed, rate=rate
+            )
             self._rich.refresh()
             if final:
                 self._rich.stop()

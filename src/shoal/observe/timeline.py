@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from shoal._core._events import TaskEvent, WorkerEvent
 from shoal.observe import _html, _png, _text, _trace
-from shoal.observe._layout import Layout, layout
+from shoal.observe._layout import Layout, layout, task_count
 
 __all__ = ["Note", "Timeline", "write_html"]
 
@@ -99,6 +99,19 @@ class Timeline:
         with self._lock:
             self.events.extend(events)
 
+    @classmethod
+    def merge(cls, *timelines: Timeline, title: str = "") -> Timeline:
+        """One timeline holding the events and notes of several (say, two pools run in turn)."""
+        merged = cls(title=title)
+        if timelines:
+            merged.pid = timelines[0].pid
+        for timeline in timelines:
+            with timeline._lock:
+                merged.events += timeline.events
+                merged.worker_events += timeline.worker_events
+                merged.notes += timeline.notes
+        return merged
+
     # -- views -----------------------------------------------------------------------------------
 
     def tasks(self) -> list[TaskEvent]:
@@ -127,8 +140,9 @@ class Timeline:
         return len(self.events)
 
     def __repr__(self) -> str:
-        failed = sum(1 for e in self.events if not e.ok)
-        return f"<Timeline {len(self.events)} tasks, {failed} failed>"
+        with self._lock:
+            count, failed = task_count(self.events)
+        return f"<Timeline {count} tasks, {failed} failed>"
 
     # -- exports ---------------------------------------------------------------------------------
 
