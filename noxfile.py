@@ -43,6 +43,11 @@ _expose_pyenv_versions()
 
 def _install(session: nox.Session) -> None:
     session.install("-e", ".[test]")
+    # tests/observe renders timelines in headless Chromium, and fails (not skips) without it.
+    debian_root = os.path.exists("/etc/debian_version") and os.geteuid() == 0
+    if not os.path.exists("/usr/bin/chromium") and debian_root:
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "chromium", external=True)
     # Points the stdlib's Pool and executors at shoal inside CPython's test suites (and their
     # isolated subprocesses), only when SHOAL_STDLIB_SWITCH is set; see tests/stdlib/.
     session.run("python", "tests/stdlib/install_switch.py", silent=True)

@@ -69,20 +69,22 @@ def test_progress_in_a_pipe_prints_plain_lines(how: str, tmp_path: os.PathLike[s
 @pytest.mark.parametrize("kind", ["process", "thread"])
 def test_trace_records_every_task_with_its_worker(kind: str) -> None:
     cls = shoal.Pool if kind == "process" else shoal.ThreadPool
-    with cls(2, trace=True) as pool:
-        assert pool.map(nap, range(12), chunksize=1) == list(range(12))
-        with pytest.raises(ValueError):
-            pool.map(fails_on_three, range(6), chunksize=1)
-        timeline = pool.timeline
-        tasks = timeline.tasks()
-        assert len(tasks) == 18
-        assert {t.worker for t in tasks} <= set(timeline.workers())
-        assert len({t.worker for t in tasks}) == 2
-        assert all(t.end >= t.start for t in tasks)
-        assert [t.index for t in tasks if not t.ok] == [3]
-        if kind == "process":
-            pids = {h.pid for h in pool._pool}
-            assert {t.pid for t in tasks} <= pids
+    pool = cls(2, trace=True)
+    assert pool.map(nap, range(12), chunksize=1) == list(range(12))
+    with pytest.raises(ValueError):
+        pool.map(fails_on_three, range(6), chunksize=1)  # fails fast: 4 and 5 may still run
+    pids = {h.pid for h in pool._pool} if kind == "process" else set()
+    pool.close()
+    pool.join()  # every task has ended, and been recorded
+    timeline = pool.timeline
+    tasks = timeline.tasks()
+    assert len(tasks) == 18
+    assert {t.worker for t in tasks} <= set(timeline.workers())
+    assert len({t.worker for t in tasks}) == 2
+    assert all(t.end >= t.start for t in tasks)
+    assert [t.index for t in tasks if not t.ok] == [3]
+    if kind == "process":
+        assert {t.pid for t in tasks} <= pids
 
 
 def test_executor_trace_and_statistics() -> None:

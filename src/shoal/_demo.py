@@ -114,7 +114,7 @@ def _run_scene(info: SceneInfo, number: int, total: int, sleep: float, width: in
     scene = Scene(sleep, say)
     try:
         info.run(scene)
-    except Exception as exc:  # reported as the scene's outcome: a FAILED check
+    except Exception as exc:  # noqa: BLE001 - reported as the scene's outcome: a FAILED check
         scene.claim(False, "", f"the scene raised {type(exc).__name__}: {exc}")
     took = time.monotonic() - began
     for label, timeline in scene.timelines:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import signal
 from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures.thread import BrokenThreadPool
-from multiprocessing.pool import MaybeEncodingError
+from multiprocessing.pool import MaybeEncodingError  # type: ignore[attr-defined]
 
 __all__ = [
     "BackendUnavailable",
@@ -95,7 +95,7 @@ class TransportError(ShoalError, BrokenProcessPool):
     """
 
 
-class EncodingError(ShoalError, MaybeEncodingError):
+class EncodingError(ShoalError, MaybeEncodingError):  # type: ignore[misc]
     """Raised by the Pool facade for a task whose result could not be pickled in the worker.
 
     Keeps ``MaybeEncodingError``'s ``exc`` and ``value`` (reprs of the error and the result).

@@ -16,7 +16,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures.process import _RemoteTraceback  # type: ignore[attr-defined]
+from concurrent.futures.process import _RemoteTraceback
 from typing import Any
 
 from shoal._core._backend import WorkerConfig, create_backend
@@ -26,11 +26,11 @@ from shoal._core._future import Future
 from shoal._core._jobs import Presentation
 from shoal._core._lifecycle import exiting, track
 from shoal._core._options import DEFAULT, TaskOptions, check_options, parse_bytes
-from shoal._core._stats import Statistics
-from shoal._observing import attach_trace, make_progress
 from shoal._core._outcome import CANCELLED
+from shoal._core._stats import Statistics
 from shoal._core._task import CALL, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
+from shoal._observing import attach_trace, make_progress
 
 __all__ = ["Executor", "ProcessPoolExecutor", "ThreadPoolExecutor"]
 

@@ -49,7 +49,7 @@ def _backend_for(backend: str, workers: int) -> Backend:
         return created
 
 
-def map(  # noqa: A001 - the point is to read like the builtin
+def map(
     fn: Callable[[Any], Any],
     iterable: Iterable[Any],
     *,

@@ -15,7 +15,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any
 
 from shoal._core._backend import WorkerConfig, create_backend
@@ -24,11 +24,11 @@ from shoal._core._cpu import cpu_count
 from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob, ValueJob, Window
 from shoal._core._lifecycle import track
 from shoal._core._options import TaskOptions, check_options, parse_bytes
-from shoal._core._stats import Statistics
-from shoal._observing import attach_trace, make_progress
 from shoal._core._schedule import default_chunksize, start_feeder, submit_list
+from shoal._core._stats import Statistics
 from shoal._core._task import CALL, ONE, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
+from shoal._observing import attach_trace, make_progress
 
 __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "MapResult", "Pool", "ThreadPool"]
 
@@ -423,9 +423,8 @@ class Pool:
         window = Window(max(64, 4 * self._processes) * chunksize)
         job = StreamJob(ordered, self._presentation, window)
         job.on_interrupt = self._interrupted
-        job.progress = make_progress(
-            progress, getattr(iterable, "__len__", lambda: None)(), getattr(func, "__name__", "imap")
-        )
+        total = len(iterable) if isinstance(iterable, Sized) else None
+        job.progress = make_progress(progress, total, getattr(func, "__name__", "imap"))
         result = IMapIterator(job)
         with self._feeders_lock:
             self._feeders += 1

@@ -34,7 +34,6 @@ from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
 from shoal._core._options import settle
-from shoal._core._output import OutputForwarder
 from shoal._core._outcome import (
     BROKEN,
     CANCELLED,
@@ -44,6 +43,7 @@ from shoal._core._outcome import (
     Failure,
     short_repr,
 )
+from shoal._core._output import OutputForwarder
 from shoal._core._pickling import digest, dumps, loads
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import Chunk
@@ -315,7 +315,7 @@ class ProcessBackend:
                         self._flush(data[1])
                 self._timers()
                 self._reap()
-        except BaseException:  # pragma: no cover - a bug here must not hang the caller
+        except BaseException:  # noqa: BLE001 - a bug here must not hang the caller
             traceback.print_exc()
             self._broken = "shoal's manager thread failed; see the traceback above"
             for w in list(self._workers.values()):

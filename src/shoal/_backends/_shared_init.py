@@ -41,7 +41,7 @@ class _Starting:
     def duplicate_for_child(self, fd: int) -> int:
         return fd
 
-    def DupFd(self, fd: int) -> Any:  # noqa: N802 - multiprocessing's name
+    def DupFd(self, fd: int) -> Any:
         if not self._share_fds:
             return None  # a dry run: checks that everything can be pickled, shares nothing
         from multiprocessing import resource_sharer
@@ -115,7 +115,7 @@ def init_frame(init: tuple[Any, ...], start_method: str) -> Callable[[], bytes]:
     """
     try:
         frame = b"I" + dumps(init)
-    except Exception:  # noqa: BLE001 - e.g. RuntimeError from multiprocessing's assert_spawning
+    except Exception:
         initializer, initargs, *rest = init
         if initializer is None:
             raise

@@ -109,7 +109,7 @@ def child_main(d: dict[str, Any]) -> None:
     if tracker is not None:
         from multiprocessing import resource_tracker
 
-        resource_tracker._resource_tracker._fd = tracker
+        resource_tracker._resource_tracker._fd = tracker  # type: ignore[attr-defined]
     slots = SharedSlots(d["slots_len"], d["slots_fd"])
     if d["role"] == "zygote":
         import socket

@@ -102,7 +102,8 @@ class ThreadBackend:
         self._running[t] = _Running(t)
         self.recorder.worker_started(t, t.name, os.getpid())
         if self.events.active:
-            self.events.worker_changed(WorkerEvent(t.name, os.getpid(), time.monotonic(), "started"))
+            started = WorkerEvent(t.name, os.getpid(), time.monotonic(), "started")
+            self.events.worker_changed(started)
         t.start()
 
     def start(self) -> None:
@@ -153,7 +154,7 @@ class ThreadBackend:
         if config.initializer is not None:
             try:
                 config.initializer(*config.initargs)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 logging.getLogger(config.init_logger).critical(
                     "Exception in initializer:", exc_info=True
                 )
@@ -366,7 +367,9 @@ class ThreadBackend:
                 dropped.append((chunk, positions))
         return dropped
 
-    def _cancel(self, dropped: list[tuple[Chunk, list[int]]], queued: list[Chunk], why: str) -> None:
+    def _cancel(
+        self, dropped: list[tuple[Chunk, list[int]]], queued: list[Chunk], why: str
+    ) -> None:
         failure = Failure(CANCELLED, RuntimeError(why))
         for chunk in queued:
             self._fail(chunk, failure)

@@ -284,7 +284,9 @@ def redirect_output(out_fd: int, err_fd: int) -> None:
             getattr(sys, name).flush()
         except (ValueError, OSError, AttributeError):
             pass
-        setattr(sys, name, open(fd, "w", buffering=1, errors="backslashreplace", closefd=False))
+        # Not closed here on purpose: it becomes sys.stdout/sys.stderr for the worker's life.
+        stream = open(fd, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+        setattr(sys, name, stream)
 
 
 def _rss() -> int:
@@ -320,7 +322,7 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     if initializer is not None:
         try:
             rebind_to_main(initializer)(*initargs)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             logging.getLogger(init_logger).critical("Exception in initializer:", exc_info=True)
             # What the initializer wrote to a multiprocessing queue (a QueueHandler: CPython's
             # test_init) reaches it before the parent learns of the failure, as in the stdlib,

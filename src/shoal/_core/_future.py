@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable, Generator
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING  # type: ignore[attr-defined]
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
 from typing import Any
 
 from shoal._core._callbacks import CallbackRunner, in_internal_thread
@@ -39,13 +39,13 @@ class Future(concurrent.futures.Future[Any]):
             return True
         if not force or self._force_cancel is None:
             return False
-        with self._condition:  # type: ignore[attr-defined]
-            if self._state != RUNNING:  # type: ignore[attr-defined]
+        with self._condition:
+            if self._state != RUNNING:
                 return False
             self._state = CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:  # type: ignore[attr-defined]
+            for waiter in self._waiters:
                 waiter.add_cancelled(self)
-            self._condition.notify_all()  # type: ignore[attr-defined]
+            self._condition.notify_all()
         self._force_cancel()
         self._invoke_callbacks()
         return True

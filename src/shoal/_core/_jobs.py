@@ -300,10 +300,13 @@ class StreamJob:
 
     def _maybe_close_progress(self) -> None:
         # Called with the lock held.
-        if self.progress is not None and self._length is not None:
-            if self._delivered >= self._length:
-                self.progress.close()
-                self.progress = None
+        if (
+            self.progress is not None
+            and self._length is not None
+            and self._delivered >= self._length
+        ):
+            self.progress.close()
+            self.progress = None
 
     def __iter__(self) -> StreamJob:
         return self
@@ -352,7 +355,7 @@ class StreamJob:
             return value
         raise self._presentation.exception(value, index)
 
-    __next__ = next  # type: ignore[assignment]
+    __next__ = next
 
 
 class Stream:

@@ -32,7 +32,10 @@ def track(backend: Any, *, drain: bool) -> None:
     import multiprocessing.util  # noqa: F401 - its exit hook must be registered before ours
 
     key = id(backend)
-    ref = weakref.ref(backend, lambda _r, key=key: _live.pop(key, None))
+    def forget(_ref: weakref.ref[Any], key: int = key) -> None:
+        _live.pop(key, None)
+
+    ref = weakref.ref(backend, forget)
     with _lock:
         _live[key] = (ref, drain)
         if not _registered:

@@ -14,7 +14,18 @@ from typing import Any
 
 from shoal._errors import EncodingError, TransportError, WorkerDied
 
-__all__ = ["BROKEN", "CANCELLED", "DIED", "ENCODE", "RAISED", "TIMEOUT", "TRANSPORT", "Failure", "format_remote", "short_repr"]
+__all__ = [
+    "BROKEN",
+    "CANCELLED",
+    "DIED",
+    "ENCODE",
+    "RAISED",
+    "TIMEOUT",
+    "TRANSPORT",
+    "Failure",
+    "format_remote",
+    "short_repr",
+]
 
 #: The task raised; ``exc`` is its exception.
 RAISED = "raised"

@@ -82,7 +82,8 @@ class Statistics:
                 f"  {w.name} (pid {w.pid}): {w.tasks} tasks, busy {w.busy_fraction:.0%}"
             )
         for s in self.slowest:
-            what = f"task {s.index}" if s.count == 1 else f"tasks {s.index}..{s.index + s.count - 1}"
+            last = s.index + s.count - 1
+            what = f"task {s.index}" if s.count == 1 else f"tasks {s.index}..{last}"
             lines.append(f"  slow: {s.seconds:.3f} s, job {s.job} {what}, args {s.args}")
         return "\n".join(lines)
 

@@ -79,7 +79,10 @@ class Chunk:
             self.job,
         )
         if self.history:
-            kept = {new: self.history[old] for new, old in enumerate(positions) if old in self.history}
+            old_history = self.history
+            kept = {
+                new: old_history[old] for new, old in enumerate(positions) if old in old_history
+            }
             part.history = kept or None
         return part
 

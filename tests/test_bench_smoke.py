@@ -1,0 +1,69 @@
+"""The benchmark suite (``python -m bench``) runs, and checks what it times.
+
+Only the stdlib's pools and shoal take part (joblib, mpire and pebble may be absent here), at
+the smallest sizes. Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def test_quick_run_times_and_checks_stdlib_and_shoal() -> None:
+    proc = _run(["-m", "bench", "--quick", "--only", "fixed_cost", "tiny", "--repeat", "1",
+                 "--libs", "stdlib", "shoal"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for label in ("multiprocessing.Pool", "ProcessPoolExecutor", "shoal.Pool",
+                  "shoal.ProcessPoolExecutor"):
+        assert label in out
+    assert "`fixed_cost`" in out and "`tiny`" in out
+    assert "FAILED" not in out and "TIMEOUT" not in out
+    assert "Every run's result is checked" in out
+
+
+def test_a_wrong_result_fails_the_cell_and_a_hang_times_out() -> None:
+    # A peer that returns wrong results, and one that hangs, against the real runner (in a
+    # child interpreter: the runner forks, which a threaded pytest process should not).
+    code = r"""
+import time
+from bench.peers import Peer
+from bench.runner import run_grid
+from bench.workloads import tiny_workload
+
+class Wrong(Peer):
+    key, label = "wrong", "wrong"
+    def map(self, fn, items, workers):
+        return [fn(x) + 1 for x in items]
+
+class Hangs(Peer):
+    key, label = "hangs", "hangs"
+    def map(self, fn, items, workers):
+        time.sleep(60)
+
+w = tiny_workload(10)
+w.timeout = 2
+cells = run_grid([w], [Wrong(), Hangs()], repeat=2, log=lambda m: None)["tiny"]
+wrong, hangs = cells["wrong"], cells["hangs"]
+assert wrong.median is None and len(wrong.failures) == 2, wrong
+assert wrong.failures[0]["status"] == "error", wrong.failures
+assert "wrong result" in wrong.failures[0]["error"], wrong.failures
+assert hangs.median is None and [f["status"] for f in hangs.failures] == ["timeout"], hangs
+assert "in map" in hangs.failures[0]["stacks"], hangs.failures[0]["stacks"]
+print("ok")
+"""
+    proc = _run(["-c", code], timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
