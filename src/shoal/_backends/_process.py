@@ -180,6 +180,8 @@ class ProcessBackend:
         self._dying: list[tuple[_Worker, float]] = []
         self._free_slots = list(range(n_slots - 1, -1, -1))
         self._cids = itertools.count(1)
+        #: Counts interrupts: a chunk remembers the epoch it was submitted in.
+        self._epoch = 0
         self._closing = False
         self._cancel_on_close = False
         self._terminating = False
@@ -247,7 +249,8 @@ class ProcessBackend:
 
     def submit(self, chunk: Chunk) -> None:
         key, blob = _function_wire(chunk.fn)
-        chunk.wire = [key, blob, dumps(chunk.items), 0]
+        # The last item: the interrupt epoch it was submitted in (see interrupt()).
+        chunk.wire = [key, blob, dumps(chunk.items), 0, self._epoch]
         self._pending.append(chunk)
         self._wake()
 
@@ -260,8 +263,13 @@ class ProcessBackend:
         self._command("terminate")
 
     def interrupt(self) -> None:
-        """Ctrl-C: cancel every queued task, stop the running ones; the pool stays usable."""
-        self._command("interrupt")
+        """Ctrl-C: cancel every queued task, stop the running ones; the pool stays usable.
+
+        Only what was submitted before this call: work the caller submits right after (an
+        interactive session going on) must not be cancelled by the manager acting late."""
+        epoch = self._epoch
+        self._epoch += 1
+        self._command("interrupt", epoch)
 
     def cancel_running(self, sink: Any) -> None:
         """Stop the worker running a task of ``sink`` (a forced cancel)."""
@@ -393,7 +401,7 @@ class ProcessBackend:
             elif what == "terminate":
                 self._begin_terminate()
             elif what == "interrupt":
-                self._cancel_pending("cancelled by KeyboardInterrupt")
+                self._cancel_pending("cancelled by KeyboardInterrupt", up_to=cmd[1])
                 for w in list(self._workers.values()):
                     if w.inflight and not w.stopping:
                         self._stop(w, _INTERRUPTED)
@@ -489,11 +497,11 @@ class ProcessBackend:
             if wire is None:  # a remainder or a retry: encode it now
                 try:
                     key, blob = _function_wire(chunk.fn)
-                    wire = chunk.wire = [key, blob, dumps(chunk.items), 0]
+                    wire = chunk.wire = [key, blob, dumps(chunk.items), 0, 0]
                 except BaseException as exc:  # noqa: BLE001
                     self._deliver_all(chunk, Failure(TRANSPORT, exc))
                     continue
-            key, blob, items_blob, _ = wire
+            key, blob, items_blob = wire[0], wire[1], wire[2]
             cid = wire[3] = next(self._cids)
             functions = w.functions
             if key in functions:
@@ -532,6 +540,9 @@ class ProcessBackend:
 
     def _flush(self, w: _Worker) -> None:
         out = w.out
+        if w.task_fd < 0:
+            out.clear()
+            return
         while out:
             bufs = [out[i] for i in range(min(len(out), _WRITEV_MAX))]
             try:
@@ -750,8 +761,7 @@ class ProcessBackend:
             sel.unregister(w.task_fd)
             w.writing = False
         os.close(w.result_fd)
-        os.close(w.task_fd)
-        w.out.clear()
+        self._close_task_pipe(w)
         w.check_at = None
         self._dying.append((w, time.monotonic() + 2.0))
 
@@ -777,7 +787,8 @@ class ProcessBackend:
         for w in list(self._workers.values()):
             if w.kill_at is not None and w.kill_at <= now:
                 w.handle.kill()
-                w.kill_at = None
+                # Until its pid is known (a zygote reports it), try again shortly.
+                w.kill_at = None if w.handle.pid is not None else now + 0.05
             if w.check_at is not None and w.check_at <= now and not w.stopping:
                 self._check_time_limit(w, now)
 
@@ -806,6 +817,19 @@ class ProcessBackend:
         w.check_at = None
         w.handle.terminate()
         w.kill_at = time.monotonic() + TERMINATE_GRACE
+        # End of file on its task pipe ends an idle worker too, whatever became of the signal
+        # (a zygote's worker whose pid is not known yet cannot be signalled).
+        self._close_task_pipe(w)
+
+    def _close_task_pipe(self, w: _Worker) -> None:
+        if w.task_fd < 0:
+            return
+        if w.writing:
+            self._selector.unregister(w.task_fd)
+            w.writing = False
+        os.close(w.task_fd)
+        w.task_fd = -1
+        w.out.clear()
 
     def _reap(self) -> None:
         if not self._dying:
@@ -907,12 +931,18 @@ class ProcessBackend:
             return Failure(CANCELLED, RuntimeError("cancelled while running"), pid=pid)
         return Failure(DIED, WorkerDied(pid, code), pid=pid, args=args)
 
-    def _cancel_pending(self, why: str) -> None:
+    def _cancel_pending(self, why: str, up_to: int | None = None) -> None:
+        """Cancel queued chunks (with ``up_to``: only those submitted in that epoch or before)."""
         while self._delayed:
             self._pending.append(heapq.heappop(self._delayed)[2])
+        kept: deque[Chunk] = deque()
         while self._pending:
             chunk = self._pending.popleft()
+            if up_to is not None and chunk.wire is not None and chunk.wire[4] > up_to:
+                kept.append(chunk)
+                continue
             self._deliver_all(chunk, Failure(CANCELLED, RuntimeError(why)))
+        self._pending.extend(kept)
 
     def _fail_all(self, kind: str, exc: BaseException) -> None:
         while self._delayed:

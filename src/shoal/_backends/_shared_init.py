@@ -64,7 +64,7 @@ def _pickle_args(args: tuple[Any, ...], tokens: dict[int, int] | None, share_fds
     (fork), inherited-only objects are replaced by their registry token."""
     from multiprocessing import context, reduction
 
-    class Pickler(reduction.ForkingPickler):  # type: ignore[misc]
+    class Pickler(reduction.ForkingPickler):
         def persistent_id(self, obj: Any) -> int | None:
             if tokens is None or not _inherited_only(obj):
                 return None
@@ -75,7 +75,7 @@ def _pickle_args(args: tuple[Any, ...], tokens: dict[int, int] | None, share_fds
             return token
 
     buf = io.BytesIO()
-    context.set_spawning_popen(_Starting(share_fds))
+    context.set_spawning_popen(_Starting(share_fds))  # type: ignore[arg-type]
     try:
         Pickler(buf, pickle.HIGHEST_PROTOCOL).dump(args)
     finally:
