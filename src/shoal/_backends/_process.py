@@ -103,6 +103,7 @@ class _Worker:
         "partial",
         "quitting",
         "reader",
+        "ready",
         "result_fd",
         "retiring",
         "slot",
@@ -133,11 +134,18 @@ class _Worker:
         #: When to SIGKILL it if SIGTERM did not end it.
         self.kill_at: float | None = None
         self.writing = False
+        #: Said it is ready (its initializer ran): only then does it get chunks, so a worker
+        #: that is up takes the work rather than one still starting.
+        self.ready = False
         #: When the chunk at the head of ``inflight`` became the one the worker runs.
         self.head_since = 0.0
 
     def takes_work(self) -> bool:
-        return not (self.retiring or self.quitting or self.stopping)
+        return self.ready and not (self.retiring or self.quitting or self.stopping)
+
+    def starting(self) -> bool:
+        """Launched, not ready yet (still starting, or in its initializer)."""
+        return not self.ready and not self.stopping
 
 
 class ProcessBackend:
@@ -359,14 +367,22 @@ class ProcessBackend:
     def _has_room(self) -> bool:
         if self._broken is not None or self._terminating:
             return True  # pending chunks are failed at once
-        if self._live() < self._max and self._free_slots:
-            return True
         depth = self._depth()
         now = time.monotonic()
+        if self._launch_wanted() > 0:
+            return True
         return any(
             len(w.inflight) < self._depth_of(w, depth, now) and w.takes_work()
             for w in self._workers.values()
         )
+
+    def _launch_wanted(self) -> int:
+        """How many workers to start for the queued chunks (those starting count already)."""
+        room = min(self._max - self._live(), len(self._free_slots))
+        if room <= 0:
+            return 0
+        starting = sum(1 for w in self._workers.values() if w.starting())
+        return max(0, min(room, len(self._pending) - starting))
 
     def _depth(self) -> int:
         """Chunks a busy worker may hold: prefetch only when chunks are known to be short."""
@@ -460,11 +476,9 @@ class ProcessBackend:
                     break
                 if not w.inflight and w.takes_work():
                     self._assign(w)
-            while pending and self._live() < self._max and self._free_slots:
-                fresh = self._launch()
-                if fresh is None:
+            for _ in range(self._launch_wanted()):
+                if self._launch() is None:
                     return
-                self._assign(fresh)
             depth = self._depth()
             if depth > 1:
                 now = time.monotonic()
@@ -581,6 +595,8 @@ class ProcessBackend:
             kind = msg[0]
             if kind == 82 or kind == 84:  # R, T: a chunk's results (T: with its timings)
                 self._on_result(w, msg, kind == 84)
+            elif kind == 89:  # Y: ready (its initializer ran)
+                w.ready = True
             elif kind == 76:  # L: a log record made in the worker
                 self._log_record(w, msg)
             elif kind == 77:  # M: the memory guard retires this worker after its chunk

@@ -13,6 +13,7 @@ Worker to parent:
   ``T``: the same for a traced chunk; the payload is ``(outcomes, item_times)``, where
   item_times is a flat list of start/end ns per item, or None when the items are too short to
   time one by one (under about 100 us: the chunk's span stands for them).
+  ``Y``: ready, after the initializer ran (only then does the worker get chunks).
   ``M`` + pickled bytes grown: the memory guard retires this worker after this chunk.
   ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
 

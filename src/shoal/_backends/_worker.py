@@ -331,6 +331,7 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
             return 1
         del initializer, initargs
+    _send(result_fd, b"Y")  # ready: the parent gives work to workers that are up
     # The memory guard compares RSS with the size after the initializer (not USS: under fork,
     # merely reading inherited objects writes their reference counts and raises USS).
     baseline = _rss() if memory_limit is not None else 0
