@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from shoal._backends._spawn import SharedSlots, spawn_child, tracker_fd
-from shoal._backends._zygote import REPORT, REQUEST, zygote_main
+from shoal._backends._zygote import REPORT, REQUEST, direct_worker, zygote_main
 
 __all__ = ["SpawnLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
 
@@ -187,6 +187,11 @@ class ZygoteLauncher:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         tracker = tracker_fd() if spawned else _inherited_tracker_fd()
         keep = [tracker] if tracker is not None else []
+        self._context = context
+        self._slots = slots
+        self._keep = keep
+        #: Under fork (not forkserver) a worker can also be forked from this process itself.
+        self.can_fork_directly = not spawned
         self._popen: subprocess.Popen[bytes] | None = None
         self._zygote: Any = None
         if spawned:
@@ -230,6 +235,30 @@ class ZygoteLauncher:
             self._sock.setblocking(False)
             _close_all(child)
         self._by_slot[slot] = handle
+        return handle, parent
+
+    def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:
+        """Fork a worker from this process itself, not from the zygote. Only while this process
+        has no thread of the pool's yet, and only from the main thread: the worker's parent-death
+        signal follows the thread that forked it."""
+        self._count += 1
+        handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
+        child, parent = _new_pipes()
+        try:
+            process = self._context.Process(
+                target=direct_worker,
+                args=(child, self._slots.view, slot, self._keep, os.getpid()),
+                name=handle.name,
+                daemon=False,
+            )
+            process.start()
+        except BaseException:
+            _close_all(parent)
+            raise
+        finally:
+            _close_all(child)
+        handle._process = process
+        handle.pid = process.pid
         return handle, parent
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:

@@ -214,6 +214,12 @@ class ProcessBackend:
         # could let a late wake-up write into a reused fd number.
         weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self._selector = selectors.DefaultSelector()
+        if (
+            config.start_all
+            and getattr(self._launcher, "can_fork_directly", False)
+            and threading.current_thread() is threading.main_thread()
+        ):
+            self._start_first_workers()
         self._thread = threading.Thread(
             target=self._run, name=f"{config.name}-manager", daemon=True
         )
@@ -376,6 +382,17 @@ class ProcessBackend:
             for w in self._workers.values()
         )
 
+    def _start_first_workers(self) -> None:
+        """Start a Pool's workers from its constructor, before the manager thread exists: the
+        zygote forks all but one, while this process forks the first itself, in parallel. Still
+        single-threaded as far as this pool goes, so this is as safe as forking the zygote."""
+        for _ in range(self._max - 1):
+            if self._launch() is None:
+                return
+        self._launch(direct=True)
+        for w in list(self._workers.values()):
+            self._flush(w)
+
     def _launch_wanted(self) -> int:
         """How many workers to start for the queued chunks (those starting count already)."""
         room = min(self._max - self._live(), len(self._free_slots))
@@ -430,13 +447,16 @@ class ProcessBackend:
                     if w.inflight and w.inflight[0].sink is sink and not w.stopping:
                         self._stop(w, CANCELLED)
 
-    def _launch(self) -> _Worker | None:
+    def _launch(self, direct: bool = False) -> _Worker | None:
         slot = self._free_slots.pop()
         base = SLOT_WIDTH * slot
         self._slot_view[base] = 0
         self._slot_view[base + 1] = -1
         try:
-            handle, fds = self._launcher.launch(slot)
+            if direct:
+                handle, fds = self._launcher.launch_direct(slot)
+            else:
+                handle, fds = self._launcher.launch(slot)
         except OSError as exc:
             self._free_slots.append(slot)
             self._break(f"could not start a worker process: {exc}")
