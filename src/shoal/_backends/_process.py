@@ -247,6 +247,8 @@ class ProcessBackend:
         self._wake()
 
     def start(self) -> None:
+        if self._started.is_set():
+            return
         self._command("start")
         self._started.wait()
 
@@ -389,9 +391,11 @@ class ProcessBackend:
         for _ in range(self._max - 1):
             if self._launch() is None:
                 return
-        self._launch(direct=True)
+        if self._launch(direct=True) is None:
+            return
         for w in list(self._workers.values()):
             self._flush(w)
+        self._started.set()  # start() has nothing left to do
 
     def _launch_wanted(self) -> int:
         """How many workers to start for the queued chunks (those starting count already)."""
