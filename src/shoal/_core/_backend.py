@@ -62,6 +62,19 @@ class Backend(Protocol):
     def workers(self) -> Sequence[Any]:
         """Handles of the live workers (``pid``, ``is_alive()``, ``join()``, ``exitcode``)."""
 
+    def interrupt(self) -> None:
+        """Ctrl-C landed in a wait: cancel what was queued so far, stop what runs (a thread is
+        abandoned); the backend stays usable."""
+
+    def cancel_running(self, sink: Any) -> None:
+        """A forced cancel: stop the worker running a task of ``sink``."""
+
+    def statistics(self) -> Any:
+        """A :class:`shoal._core._stats.Statistics` snapshot."""
+
+    #: Observers subscribe here (:class:`shoal._core._events.EventHub`).
+    events: Any
+
     @property
     def broken(self) -> str | None:
         """Why the backend can run nothing more (a failed initializer), or None."""
