@@ -150,23 +150,48 @@ def _run_chunk(
     slots: Any,
     at: int,
     pid: int,
-    times: list[int] | None,
-) -> tuple[bool, list[Any]]:
-    """Run a chunk's items: ``(True, results)`` when all succeeded, else ``(False, pairs)``.
+) -> tuple[bool, list[Any], list[int] | None]:
+    """Run a chunk's items: ``(True, results, times)`` when all succeeded, else
+    ``(False, pairs, times)``; ``times`` holds each item's start and end for a traced chunk of
+    tasks worth timing one by one, else None.
 
-    A time limit or a trace takes the general loop, which records each item's position and
-    times in the slot.
+    A time limit takes the general loop (it records each item's start in the slot). A trace
+    times the first item; if it was shorter than about 100 us, the rest runs on the fast path
+    and the chunk's span stands for its tasks (timing each would cost more than the tasks).
     """
-    if mode & TIMED or times is not None:
-        return False, _run_general(fn, mode, items, slots, at, pid, times, 0)
-    mode &= ~TRACED
-    # The fast path runs the items at C speed (list.extend over map) and does not record which
-    # item runs: the slot says FAST, and if the worker dies here the parent runs the chunk's
-    # items again one by one, so the culprit shows itself. list.extend keeps the results made
-    # before an exception, so the item that raised is at len(values).
+    if mode & TIMED:
+        times: list[int] | None = [] if mode & TRACED else None
+        return False, _run_general(fn, mode, items, slots, at, pid, times, 0), times
+    plain = mode & ~TRACED
+    if mode & TRACED and items:
+        times = []
+        first = _run_general(fn, plain, items, slots, at, pid, times, 0, 1)
+        if len(items) == 1:
+            return False, first, times
+        if times[1] - times[0] >= _FINE_TRACE_NS:
+            return False, first + _run_general(fn, plain, items, slots, at, pid, times, 1), times
+        packed, rest = _run_fast(fn, plain, items, slots, at, pid, 1)
+        if packed and first[0][0]:
+            return True, [first[0][1], *rest], None
+        return False, first + ([(True, v) for v in rest] if packed else rest), None
+    packed, values = _run_fast(fn, plain, items, slots, at, pid, 0)
+    return packed, values, None
+
+
+def _run_fast(
+    fn: Callable[..., Any], mode: int, items: list[Any], slots: Any, at: int, pid: int, start: int
+) -> tuple[bool, list[Any]]:
+    """Items from ``start`` on at C speed: ``(True, results)``, or ``(False, pairs)`` once one
+    failed.
+
+    It does not record which item runs: the slot says FAST, and if the worker dies here the
+    parent runs the chunk's items again one by one, so the culprit shows itself. list.extend
+    keeps the results made before an exception, so the item that raised is at
+    ``start + len(values)``; the rest of the chunk then runs in the general loop.
+    """
     slots[at] = FAST
     values: list[Any] = []
-    it = iter(items)
+    it = itertools.islice(items, start, None) if start else iter(items)
     try:
         if mode == ONE:
             values.extend(map(fn, it))
@@ -176,7 +201,7 @@ def _run_chunk(
             for args, kwargs in it:
                 values.append(fn(*args, **kwargs))
     except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
-        pos = len(values)
+        pos = start + len(values)
         out: list[Any] = [(True, v) for v in values]
         out.append((False, Failure(RAISED, exc, _remote_tb(exc), pid)))
         del exc
@@ -195,15 +220,17 @@ def _run_general(
     pid: int,
     times: list[int] | None,
     first: int,
+    stop: int | None = None,
 ) -> list[tuple[bool, Any]]:
-    """Run items from ``first`` on, one outcome pair each; with ``times`` (a list) record each
-    item's start and end in it, with TIMED each item's start in the slot (task_timeout)."""
+    """Run items from ``first`` up to ``stop``, one outcome pair each; with ``times`` (a list)
+    record each item's start and end in it, with TIMED each item's start in the slot."""
     out: list[tuple[bool, Any]] = []
     append = out.append
     timed = mode & TIMED
     mode &= ~(TIMED | TRACED)
     clock = time.monotonic_ns
-    for pos in range(first, len(items)):
+    end = len(items) if stop is None else stop
+    for pos in range(first, end):
         item = items[pos]
         if timed:
             slots[at + 1] = clock()
@@ -222,7 +249,8 @@ def _run_general(
             del exc
         if times is not None:
             times.append(clock())
-    slots[at] = len(items)
+    if end == len(items):
+        slots[at] = len(items)
     return out
 
 
@@ -338,7 +366,6 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     next_check = 0.0
     functions: OrderedDict[bytes, Any] = OrderedDict()
     done = 0
-    item_ns = _FINE_TRACE_NS  # average item time of the last chunk: time items one by one?
     clock = time.monotonic_ns
     while True:
         msg = read_frame(task_fd)
@@ -352,7 +379,7 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             fn = functions[key]
             functions.move_to_end(key)
             traced = bool(mode & TRACED)
-            times: list[int] | None = [] if traced and item_ns >= _FINE_TRACE_NS else None
+            times: list[int] | None = None
             started = clock()
             try:
                 items = loads(memoryview(msg)[1 + CHUNK_HEAD.size :])
@@ -366,12 +393,10 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             else:
                 del msg
                 started = clock()
-                packed, out = _run_chunk(fn, mode, items, slots, at_item, pid, times)
+                packed, out, times = _run_chunk(fn, mode, items, slots, at_item, pid)
                 del items
             del fn
             ended = clock()
-            if traced:
-                item_ns = (ended - started) // max(count, 1)
             head = (b"T" if traced else b"R") + RESULT_HEAD.pack(cid, started, ended)
             _send(result_fd, _encode(head, packed, out, pid, times, traced))
             del out
