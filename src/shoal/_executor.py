@@ -103,6 +103,33 @@ class _FutureSink:
             # future -> hook -> sink -> future, so a result is freed once its future is.
             future._force_cancel = None
 
+    def deliver_many(self, indices: Any, values: list[Any]) -> None:
+        """A chunk whose items all succeeded, in one step (a whole ``map`` batch: one
+        ``set_result`` rather than one call per item)."""
+        if self.progress is not None:
+            for _ in values:
+                self.progress.update(True)
+        future = self.future
+        if future.done():
+            return
+        try:
+            if self.values is None:
+                future.set_result(values[0])
+            elif self.left == len(self.values) and len(values) == self.left:
+                self.values = None
+                future.set_result(values)
+            else:
+                batch = self.values
+                for i, v in zip(indices, values, strict=True):
+                    batch[i] = v
+                self.left -= len(values)
+                if self.left == 0:
+                    self.values = None
+                    future.set_result(batch)
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled by its owner meanwhile
+        future._force_cancel = None
+
 
 class Executor(concurrent.futures.Executor):
     """What both executors share: submit, map, shutdown over a shoal backend."""
