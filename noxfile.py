@@ -24,7 +24,8 @@ nox.options.error_on_missing_interpreters = True
 
 def _expose_pyenv_versions() -> None:
     """pyenv shims answer only for the global version; let nox find 3.11, 3.12 and 3.13."""
-    if shutil.which("pyenv") is None or os.environ.get("PYENV_VERSION"):
+    # The pyenv shim that runs nox itself sets PYENV_VERSION to its own version: add ours.
+    if shutil.which("pyenv") is None:
         return
     out = subprocess.run(
         ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False
@@ -34,8 +35,10 @@ def _expose_pyenv_versions() -> None:
         matches = [v for v in out if v.startswith(minor + ".") and v.replace(".", "").isdigit()]
         if matches:
             wanted.append(sorted(matches, key=lambda v: [int(p) for p in v.split(".")])[-1])
-    if wanted:
-        os.environ["PYENV_VERSION"] = ":".join(wanted)
+    current = [v for v in os.environ.get("PYENV_VERSION", "").split(":") if v]
+    merged = current + [v for v in wanted if v not in current]
+    if merged:
+        os.environ["PYENV_VERSION"] = ":".join(merged)
 
 
 _expose_pyenv_versions()
