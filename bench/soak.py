@@ -53,8 +53,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 MiB = 1024 * 1024
-#: Python heap blocks a live pool may gain per worker replacement (noise is well under 1).
-BLOCKS_PER_REPLACEMENT = 10
+#: Python heap blocks a live pool may gain per worker replacement. Noise, mostly this script's
+#: own checkpoints, is up to about 6 per replacement with --quick (under 1 in the full run); a
+#: pool that keeps its dead workers' bookkeeping gains about 45.
+BLOCKS_PER_REPLACEMENT = 15
 #: The parent's fds for one worker, at most (its pipes): the slack a live pool's fd count gets
 #: over its reference, times the number of workers, since an executor starts workers on demand.
 FDS_PER_WORKER = 4

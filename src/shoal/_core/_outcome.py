@@ -128,7 +128,8 @@ class Failure:
     ) -> BaseException:
         exc = self.exc
         if self.kind == ENCODE and pool_style:
-            wrapped: BaseException = EncodingError(exc, self.detail)
+            # MaybeEncodingError repr()s the value it is given; the detail is a repr already.
+            wrapped: BaseException = EncodingError(exc, _Shown(self.detail))
             note = f"shoal: the result of task {task} in worker pid {self.pid} could not be pickled"
             if self.args is not None:
                 note += f"; arguments {self.args}"
@@ -157,6 +158,15 @@ class Failure:
                 note += f", arguments {self.args}"
             _note(exc, note)
         return exc
+
+
+class _Shown(str):
+    """A string whose repr is itself (a repr made in the worker, shown as it is)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _note(exc: BaseException, note: str) -> None:

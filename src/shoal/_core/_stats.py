@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from shoal._core._outcome import short_repr
 __all__ = ["SlowTask", "Statistics", "StatsRecorder", "WorkerStatistics"]
 
 _SLOWEST = 10
+#: Ended workers whose statistics are kept (the most recent).
+_ENDED_KEPT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,13 @@ class StatsRecorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._workers: dict[object, _Worker] = {}
+        # Live workers by id() of the backend's key (the key itself is not kept, so a dead
+        # worker's object is freed), and the last ended ones, a bounded number: a pool that
+        # replaces workers for ever must not keep a record of each.
+        self._workers: dict[int, _Worker] = {}
+        self._ended: deque[_Worker] = deque(maxlen=_ENDED_KEPT)
+        self._ended_user = 0.0
+        self._ended_idle = 0.0
         self._slowest: list[tuple[float, int, SlowTask]] = []
         self._seq = itertools.count()
         self.done = 0
@@ -118,19 +127,22 @@ class StatsRecorder:
 
     def worker_started(self, key: object, name: str, pid: int | None) -> None:
         with self._lock:
-            self._workers[key] = _Worker(name, pid)
+            self._workers[id(key)] = _Worker(name, pid)
             self.started += 1
 
     def worker_pid(self, key: object, pid: int | None) -> None:
-        w = self._workers.get(key)
+        w = self._workers.get(id(key))
         if w is not None:
             w.pid = pid
 
     def worker_ended(self, key: object, lost: bool) -> None:
         with self._lock:
-            w = self._workers.get(key)
+            w = self._workers.pop(id(key), None)
             if w is not None and w.ended is None:
                 w.ended = time.monotonic()
+                self._ended.append(w)
+                self._ended_user += w.busy
+                self._ended_idle += max(0.0, (w.ended - w.started) - w.busy)
             if lost:
                 self.lost += 1
 
@@ -146,7 +158,7 @@ class StatsRecorder:
     ) -> None:
         """A chunk of ``tasks`` ran for ``user`` seconds on worker ``key``; ``items`` are its
         arguments (only a short repr is kept, and only for the slowest)."""
-        w = self._workers.get(key)
+        w = self._workers.get(id(key))
         if w is not None:
             w.tasks += tasks
             w.busy += user
@@ -168,11 +180,12 @@ class StatsRecorder:
                     w.name, w.pid, w.tasks, w.busy,
                     (w.ended if w.ended is not None else now) - w.started, w.ended is None,
                 )
-                for w in self._workers.values()
+                for w in [*self._ended, *self._workers.values()]
             )
             slowest = tuple(s for _, _, s in sorted(self._slowest, reverse=True))
-        user = sum(w.busy for w in workers)
-        idle = sum(max(0.0, w.alive - w.busy) for w in workers)
+        live = [w for w in workers if w.alive_now]
+        user = self._ended_user + sum(w.busy for w in live)
+        idle = self._ended_idle + sum(max(0.0, w.alive - w.busy) for w in live)
         return Statistics(
             tasks_done=self.done,
             tasks_failed=self.failed,
