@@ -489,7 +489,13 @@ class ProcessBackend:
             self._cancel_pending("the pool was terminated before this task ran")
             return
         if self._closing and self._cancel_on_close:
-            self._cancel_pending("the executor was shut down before this task ran")
+            # The stdlib's shutdown(cancel_futures=True) runs what it already moved to its call
+            # queue; here, the chunks that idle workers, or those started for them, will take.
+            idle = sum(
+                1 for w in self._workers.values()
+                if not w.inflight and (w.takes_work() or w.starting())
+            )
+            self._cancel_pending("the executor was shut down before this task ran", keep=idle)
         if self._config.start_all and not self._closing and self._started.is_set():
             while self._live() < self._max and self._free_slots:
                 if self._launch() is None:
@@ -754,17 +760,19 @@ class ProcessBackend:
         """Tell the listeners what ran: each task, or the chunk's span for very short ones."""
         events = self.events
         name, pid = w.handle.name, w.handle.pid
-        outcomes = [(True, None)] * len(data) if packed else data
-        if times is not None and len(times) == 2 * len(outcomes):
-            for pos, (ok, _) in enumerate(outcomes):
+        n = len(data)
+        if times is not None and len(times) == 2 * n:
+            for pos in range(n):
                 events.task_done(
                     TaskEvent(chunk.job, chunk.indices[pos], name, pid,
-                              times[2 * pos] / 1e9, times[2 * pos + 1] / 1e9, ok)
+                              times[2 * pos] / 1e9, times[2 * pos + 1] / 1e9,
+                              packed or data[pos][0])
                 )
-        elif outcomes:
+        elif n:
+            ok = packed or all(pair[0] for pair in data)  # a packed chunk: every task succeeded
             events.task_done(
                 TaskEvent(chunk.job, chunk.indices[0], name, pid, started_ns / 1e9,
-                          ended_ns / 1e9, all(ok for ok, _ in outcomes), True, len(outcomes))
+                          ended_ns / 1e9, ok, n > 1, n)
             )
 
     def statistics(self) -> Statistics:
@@ -971,10 +979,12 @@ class ProcessBackend:
             return Failure(CANCELLED, RuntimeError("cancelled while running"), pid=pid)
         return Failure(DIED, WorkerDied(pid, code), pid=pid, args=args)
 
-    def _cancel_pending(self, why: str, up_to: int | None = None) -> None:
-        """Cancel queued chunks (with ``up_to``: only those submitted in that epoch or before)."""
+    def _cancel_pending(self, why: str, up_to: int | None = None, keep: int = 0) -> None:
+        """Cancel queued chunks (with ``up_to``: only those submitted in that epoch or before;
+        ``keep``: all but the first ``keep``)."""
         while self._delayed:
             self._pending.append(heapq.heappop(self._delayed)[2])
+        head = [self._pending.popleft() for _ in range(min(keep, len(self._pending)))]
         kept: deque[Chunk] = deque()
         while self._pending:
             chunk = self._pending.popleft()
@@ -983,6 +993,7 @@ class ProcessBackend:
                 continue
             self._deliver_all(chunk, Failure(CANCELLED, RuntimeError(why)))
         self._pending.extend(kept)
+        self._pending.extendleft(reversed(head))
 
     def _fail_all(self, kind: str, exc: BaseException) -> None:
         while self._delayed:
