@@ -4,6 +4,7 @@ private views it offers; each test stands in for a CPython test the stdlib runne
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import os
 import signal
@@ -90,3 +91,21 @@ def test_initargs_can_hold_objects_multiprocessing_shares_only_at_start(start_me
     assert counter.value == len(workers)
     queue.close()
     queue.join_thread()
+
+
+def test_shutdown_cancel_futures_runs_what_workers_were_started_for(
+    start_method: str, gate: Gate
+) -> None:
+    """shutdown(cancel_futures=True) right after many submits: as in the stdlib, whose call
+    queue already holds up to max_workers + 1 calls, the calls the workers were started for run
+    and the rest are cancelled (CPython's test_cancel_futures wants some of each). Unlike the
+    stdlib's, the cancelled futures count as done for wait() (the stdlib's never do)."""
+    ex = shoal.ProcessPoolExecutor(3, mp_context=start_method)
+    futures = [ex.submit(announce_and_wait, gate.fifo, gate.lock, i) for i in range(30)]
+    ex.shutdown(wait=False, cancel_futures=True)
+    gate.open()
+    done, _ = concurrent.futures.wait(futures, timeout=LIVE)
+    assert len(done) == 30
+    assert [f.result() for f in futures[:3]] == [0, 1, 2]
+    assert all(f.cancelled() for f in futures[3:])
+    ex.shutdown()

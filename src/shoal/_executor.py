@@ -85,7 +85,11 @@ class _FutureSink:
         try:
             if not ok:
                 if value.kind == CANCELLED and not future.running():
+                    # Notified too, so wait() and as_completed() count it as done: the stdlib's
+                    # shutdown(cancel_futures=True) only cancels, and a wait() for such a future
+                    # never returns.
                     future.cancel()
+                    future.set_running_or_notify_cancel()
                     return
                 future.set_exception(self.presentation.exception(value, self.task + index))
             elif self.values is None:

@@ -139,11 +139,13 @@ class _Escaped:
         previous_unraisable_hook = sys.unraisablehook
 
         def thread_hook(args: Any) -> None:
-            self.reports.append(f"in thread {args.thread!r}: {args.exc_type.__name__}: {args.exc_value}")
+            name = args.exc_type.__name__
+            self.reports.append(f"in thread {args.thread!r}: {name}: {args.exc_value}")
             previous_thread_hook(args)
 
         def unraisable_hook(args: Any) -> None:
-            self.reports.append(f"unraisable in {args.object!r}: {args.exc_type.__name__}: {args.exc_value}")
+            name = args.exc_type.__name__
+            self.reports.append(f"unraisable in {args.object!r}: {name}: {args.exc_value}")
             previous_unraisable_hook(args)
 
         threading.excepthook = thread_hook

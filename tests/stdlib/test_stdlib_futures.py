@@ -8,7 +8,8 @@ runs them with the stdlib switch on (``SHOAL_STDLIB_SWITCH=1``), so
 ``python -I`` subprocesses the tests start. No stdlib executor may be constructed anywhere (the
 switch logs each one to ``SHOAL_STDLIB_LOG``), and every skip must be one docs/compat.md lists.
 
-About three minutes in all on a 2-core machine (spawn and forkserver take about a minute each).
+About two and a half minutes in all on a 2-core machine (spawn and forkserver take about a
+minute each).
 """
 
 from __future__ import annotations

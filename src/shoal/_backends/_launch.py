@@ -170,6 +170,12 @@ class SpawnLauncher:
         handle.pid = popen.pid
         return handle, parent
 
+    #: Spawned workers are never forked from this process.
+    can_fork_directly = False
+
+    def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:  # pragma: no cover
+        raise NotImplementedError("spawned workers are never forked from the pool's process")
+
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         return []
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
