@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["CALL", "ONE", "STAR", "Chunk", "Sink", "call_item", "run_items"]
+__all__ = ["CALL", "ONE", "STAR", "Chunk", "Sink"]
 
 #: ``fn(*args, **kwargs)``; each item is an ``(args, kwargs)`` pair (apply, submit).
 CALL = 0
@@ -98,40 +98,3 @@ class Chunk:
         self.items = ()
         self.wire = None
 
-
-def call_item(fn: Callable[..., Any], mode: int, item: Any) -> Any:
-    """Run one item the way its mode says."""
-    if mode == ONE:
-        return fn(item)
-    if mode == STAR:
-        return fn(*item)
-    args, kwargs = item
-    return fn(*args, **kwargs)
-
-
-def run_items(
-    fn: Callable[..., Any],
-    mode: int,
-    items: Sequence[Any],
-    on_start: Callable[[int], None] | None = None,
-) -> list[tuple[bool, Any]]:
-    """Run every item of a chunk; one failing item does not stop the others.
-
-    Returns ``(True, result)`` or ``(False, exception)`` per item. BaseExceptions such as
-    SystemExit are the task's own error, not the worker's end.
-    """
-    out: list[tuple[bool, Any]] = []
-    append = out.append
-    for pos, item in enumerate(items):
-        if on_start is not None:
-            on_start(pos)
-        try:
-            if mode == ONE:
-                append((True, fn(item)))
-            elif mode == STAR:
-                append((True, fn(*item)))
-            else:
-                append((True, fn(*item[0], **item[1])))
-        except BaseException as exc:  # noqa: BLE001 - a task's SystemExit is its own error
-            append((False, exc))
-    return out
