@@ -68,12 +68,6 @@ def test_imap_inside_callback(pool: shoal.Pool) -> None:
     assert _run(start) == [[0, 1, 4, 9]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: Pool callbacks run one at a time on one callback thread, and a result is "
-    "ready only after its callback ran (as in the stdlib), so a callback that waits on a result "
-    "which has a callback of its own waits for itself (until the timeout)",
-)
 def test_wait_inside_callback_for_a_result_with_a_callback(pool: shoal.Pool) -> None:
     inner_ran: list[Any] = []
 

@@ -60,6 +60,10 @@ class CallbackRunner:
                 traceback.print_exc()
             del job, fn, args
 
+    def on_own_thread(self) -> bool:
+        """True when called from the thread that runs the callbacks."""
+        return self._thread is threading.current_thread()
+
     def stop(self, wait: bool = True) -> None:
         """Run what was posted so far, then end the thread (a later post starts a new one)."""
         with self._lock:

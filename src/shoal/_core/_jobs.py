@@ -118,6 +118,15 @@ class _Job:
         self.on_interrupt: Callable[[], object] | None = None
         #: A progress bar (``update(ok)``, ``close()``), for map-like calls.
         self.progress: Any = None
+        # A job with a callback can be waited on from the callback thread itself (a callback
+        # that waits on another result): that wait runs the job's callback, if it is pending,
+        # rather than wait for the thread it blocks.
+        self._pending: tuple[Callable[[Any], object], Any] | None = None
+        self._cv = (
+            threading.Condition(threading.Lock())
+            if callback is not None or error_callback is not None
+            else None
+        )
 
     def claim(self) -> bool:
         return True
@@ -132,7 +141,14 @@ class _Job:
 
     def wait(self, timeout: float | None = None) -> None:
         try:
-            self._event.wait(timeout)
+            if (
+                self._cv is not None
+                and self._runner is not None
+                and self._runner.on_own_thread()
+            ):
+                self._wait_on_callback_thread(timeout)
+            else:
+                self._event.wait(timeout)
         except KeyboardInterrupt:
             if self.on_interrupt is not None:
                 self.on_interrupt()
@@ -146,6 +162,23 @@ class _Job:
             return self._value
         raise self._value
 
+    def _wait_on_callback_thread(self, timeout: float | None) -> None:
+        import time
+
+        assert self._cv is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while not self._event.is_set():
+                if self._pending is not None:
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                self._cv.wait(left)
+            else:
+                return
+        self._run_pending()
+
     def _complete(self, success: bool, value: Any) -> None:
         """Record the final outcome; callbacks (if any) run first, on the callback thread."""
         self._success = success
@@ -154,9 +187,22 @@ class _Job:
         if callback is None:
             self._finish()
         elif self._runner is not None and in_internal_thread():
-            self._runner.post(self._run_callback, callback, value)
+            assert self._cv is not None
+            with self._cv:
+                self._pending = (callback, value)
+                self._cv.notify_all()
+            self._runner.post(self._run_pending)
         else:
             self._run_callback(callback, value)
+
+    def _run_pending(self) -> None:
+        """Run the pending callback once, whichever runs first: the callback thread's queue,
+        or a wait on that same thread."""
+        assert self._cv is not None
+        with self._cv:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._run_callback(*pending)
 
     def _run_callback(self, callback: Callable[[Any], object], value: Any) -> None:
         try:
@@ -166,7 +212,12 @@ class _Job:
 
     def _finish(self) -> None:
         self._callback = self._error_callback = None
-        self._event.set()
+        if self._cv is not None:
+            with self._cv:
+                self._event.set()
+                self._cv.notify_all()
+        else:
+            self._event.set()
 
 
 class ValueJob(_Job):
