@@ -14,7 +14,6 @@ minute each).
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -23,6 +22,7 @@ import sys
 from typing import Any
 
 import pytest
+from _harness import run_runner
 
 if sys.version_info < (3, 13):
     pytest.skip(
@@ -131,22 +131,10 @@ def _short(test_id: str) -> str:
 
 def _run(variants: str, log: pathlib.Path) -> tuple[int, str, str, dict[str, Any]]:
     """Run the runner in its own interpreter: (exit code, stdout, stderr, its summary)."""
-    env = dict(os.environ, SHOAL_STDLIB_SWITCH="1", SHOAL_STDLIB_LOG=str(log))
-    env.pop("PYTHONWARNINGS", None)
-    cmd = [sys.executable, str(RUNNER), "--variants", variants, "--hang-timeout", str(HANG_DUMP)]
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        pytest.fail(f"the {variants} run hung ({RUN_TIMEOUT} s)\n{out[-6000:]}\n{err[-20000:]}")
-    summary: dict[str, Any] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith(SUMMARY_PREFIX):
-            summary = json.loads(line[len(SUMMARY_PREFIX) :])
-    return proc.returncode, proc.stdout, proc.stderr, summary
+    return run_runner(
+        RUNNER, ["--variants", variants, "--hang-timeout", str(HANG_DUMP)], log,
+        timeout=RUN_TIMEOUT, label=variants, summary_prefix=SUMMARY_PREFIX,
+    )
 
 
 @pytest.mark.futures

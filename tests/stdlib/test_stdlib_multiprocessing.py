@@ -11,7 +11,6 @@ each one to ``SHOAL_STDLIB_LOG``).
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import subprocess
@@ -19,6 +18,7 @@ import sys
 from typing import Any
 
 import pytest
+from _harness import run_runner
 
 HERE = pathlib.Path(__file__).parent
 RUNNER = HERE / "run_mp_pool_tests.py"
@@ -54,24 +54,10 @@ def _expected_run() -> int:
 
 def _run(start_method: str, log: pathlib.Path) -> tuple[int, str, str, dict[str, Any]]:
     """Run the runner in its own interpreter: (exit code, stdout, stderr, its summary)."""
-    env = dict(os.environ)
-    env["SHOAL_STDLIB_SWITCH"] = "1"
-    env["SHOAL_STDLIB_LOG"] = str(log)
-    env.pop("PYTHONWARNINGS", None)
-    cmd = [sys.executable, str(RUNNER), start_method, "-q", "--hang-timeout", str(HANG_DUMP)]
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
-        pytest.fail(f"the {start_method} run hung ({RUN_TIMEOUT} s)\n{out[-6000:]}\n{err[-20000:]}")
-    summary: dict[str, Any] = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith(SUMMARY_PREFIX):
-            summary = json.loads(line[len(SUMMARY_PREFIX) :])
-    return proc.returncode, proc.stdout, proc.stderr, summary
+    return run_runner(
+        RUNNER, [start_method, "-q", "--hang-timeout", str(HANG_DUMP)], log,
+        timeout=RUN_TIMEOUT, label=start_method, summary_prefix=SUMMARY_PREFIX,
+    )
 
 
 @pytest.mark.stdlib
