@@ -15,6 +15,7 @@ exit status follows from the launcher.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ import threading
 from typing import Any
 
 from shoal._backends._spawn import SharedSlots, spawn_child, tracker_fd
+from shoal._backends._worker import prepare_for_forks
 from shoal._backends._zygote import REPORT, REQUEST, direct_worker, zygote_main
 
 __all__ = ["SpawnLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
@@ -171,7 +173,6 @@ class SpawnLauncher:
         return handle, parent
 
     #: Spawned workers are never forked from this process.
-    can_fork_directly = False
 
     def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:  # pragma: no cover
         raise NotImplementedError("spawned workers are never forked from the pool's process")
@@ -189,18 +190,25 @@ class SpawnLauncher:
 class ZygoteLauncher:
     """Forks every worker from one clean, single-threaded zygote process."""
 
-    def __init__(self, context: Any, slots: SharedSlots, name: str, spawned: bool) -> None:
+    def __init__(
+        self, context: Any, slots: SharedSlots, name: str, spawned: bool, deferred: bool = False
+    ) -> None:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         tracker = tracker_fd() if spawned else _inherited_tracker_fd()
         keep = [tracker] if tracker is not None else []
         self._context = context
         self._slots = slots
         self._keep = keep
-        #: Under fork (not forkserver) a worker can also be forked from this process itself.
-        self.can_fork_directly = not spawned
         self._popen: subprocess.Popen[bytes] | None = None
         self._zygote: Any = None
-        if spawned:
+        #: Under fork with a first worker forked directly, that worker forks the zygote (one
+        #: fork less in this process, before the first task): its end of the socket waits here.
+        self._zygote_sock: socket.socket | None = None
+        #: The zygote's pid, when it is not this process's child (it says so in an ``H`` report).
+        self._zygote_pid: int | None = None
+        if deferred and not spawned:
+            self._zygote_sock = child_sock
+        elif spawned:
             payload = {
                 "role": "zygote",
                 "sock": child_sock.fileno(),
@@ -217,7 +225,8 @@ class ZygoteLauncher:
                 daemon=False,
             )
             self._zygote.start()
-        child_sock.close()
+        if self._zygote_sock is None:
+            child_sock.close()
         parent_sock.setblocking(False)
         self._sock = parent_sock
         self.fileno: int | None = parent_sock.fileno()
@@ -250,10 +259,15 @@ class ZygoteLauncher:
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
         child, parent = _new_pipes()
+        zygote_sock, self._zygote_sock = self._zygote_sock, None
+        prepare_for_forks()  # once per process: the worker and its zygote find libc loaded
         try:
             process = self._context.Process(
                 target=direct_worker,
-                args=(child, self._slots.view, slot, self._keep, os.getpid()),
+                args=(
+                    child, self._slots.view, slot, self._keep, os.getpid(), zygote_sock,
+                    f"{self._name}Zygote",
+                ),
                 name=handle.name,
                 daemon=False,
             )
@@ -263,6 +277,8 @@ class ZygoteLauncher:
             raise
         finally:
             _close_all(child)
+            if zygote_sock is not None:
+                zygote_sock.close()
         handle._process = process
         handle.pid = process.pid
         return handle, parent
@@ -284,7 +300,9 @@ class ZygoteLauncher:
                 self.fileno = None
                 break
             kind, slot, pid, code = REPORT.unpack(data)
-            if kind == b"P":
+            if kind == b"H":
+                self._zygote_pid = pid
+            elif kind == b"P":
                 handle = self._by_slot.pop(slot, None)
                 if handle is not None:
                     handle.pid = pid
@@ -319,11 +337,41 @@ class ZygoteLauncher:
             except subprocess.TimeoutExpired:
                 self._popen.kill()
                 self._popen.wait()
-        else:
+        elif self._zygote is not None:
             self._zygote.join(5)
             if self._zygote.exitcode is None:
                 self._zygote.kill()
                 self._zygote.join()
+        else:
+            if self._zygote_sock is not None:  # the first worker never started
+                self._zygote_sock.close()
+                self._zygote_sock = None
+            if self._zygote_pid is not None:
+                _wait_foreign(self._zygote_pid, 5.0)
+
+
+def _wait_foreign(pid: int, timeout: float) -> None:
+    """Wait for a process that is not our child to end (the zygote a first worker forked: it
+    ends, taking its workers along, once it sees the end of its socket); SIGKILL it after
+    ``timeout``. A pidfd tells of its end even while it is a zombie of its parent."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return  # gone already, or no pidfds: it still ends by itself at the end of its socket
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except (AttributeError, OSError):
+                pass
+            select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    try:  # ours after all if its parent died and we are the reaper (PID 1 in a container)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _inherited_tracker_fd() -> int | None:
@@ -337,12 +385,15 @@ def _inherited_tracker_fd() -> int | None:
         return None
 
 
-def make_launcher(context: Any, slots: SharedSlots, name: str) -> SpawnLauncher | ZygoteLauncher:
+def make_launcher(
+    context: Any, slots: SharedSlots, name: str, direct_first: bool = False
+) -> SpawnLauncher | ZygoteLauncher:
     """A forked zygote under fork, a spawned one under forkserver, fresh interpreters under
-    spawn."""
+    spawn. ``direct_first``: under fork, the caller forks the first worker itself at once with
+    ``launch_direct``, and that worker forks the zygote."""
     method = context.get_start_method()
     if method == "fork":
-        return ZygoteLauncher(context, slots, name, spawned=False)
+        return ZygoteLauncher(context, slots, name, spawned=False, deferred=direct_first)
     if method == "forkserver":
         return ZygoteLauncher(context, slots, name, spawned=True)
     return SpawnLauncher(slots, name)

@@ -205,8 +205,14 @@ class ProcessBackend:
         self.recorder = StatsRecorder()
         #: Observers (timelines) subscribe here; tasks are timed only while one listens.
         self.events = EventHub()
-        # Under fork the zygote is forked here, before this pool's manager thread exists.
-        self._launcher = make_launcher(ctx, self._slots, config.name)
+        direct_first = (
+            config.start_all
+            and ctx.get_start_method() == "fork"
+            and threading.current_thread() is threading.main_thread()
+        )
+        # Under fork the zygote is forked here, before this pool's manager thread exists, or,
+        # with direct_first, by the first worker, which this constructor forks itself.
+        self._launcher = make_launcher(ctx, self._slots, config.name, direct_first)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -214,11 +220,7 @@ class ProcessBackend:
         # could let a late wake-up write into a reused fd number.
         weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
         self._selector = selectors.DefaultSelector()
-        if (
-            config.start_all
-            and getattr(self._launcher, "can_fork_directly", False)
-            and threading.current_thread() is threading.main_thread()
-        ):
+        if direct_first:
             self._start_first_workers()
         self._thread = threading.Thread(
             target=self._run, name=f"{config.name}-manager", daemon=True
@@ -385,15 +387,17 @@ class ProcessBackend:
         )
 
     def _start_first_workers(self) -> None:
-        """Start a Pool's workers from its constructor, before the manager thread exists: the
-        zygote forks all but one, while this process forks the first itself, in parallel. Still
+        """Start a Pool's workers from its constructor, before the manager thread exists: this
+        process forks the first itself, which forks the zygote, which forks the others. Still
         single-threaded as far as this pool goes, so this is as safe as forking the zygote."""
-        for _ in range(self._max - 1):
-            if self._launch() is None:
-                return
-        if self._launch(direct=True) is None:
+        first = self._launch(direct=True)
+        if first is None:
             return
-        for w in list(self._workers.values()):
+        self._flush(first)  # its initializer frame waits in the pipe when it starts reading
+        for _ in range(self._max - 1):
+            w = self._launch()
+            if w is None:
+                return
             self._flush(w)
         self._started.set()  # start() has nothing left to do
 

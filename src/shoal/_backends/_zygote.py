@@ -9,8 +9,9 @@ interpreter (spawned), so it shares nothing with its parent at all.
 Protocol, on a SEQPACKET socket: a request is a slot number with four fds (SCM_RIGHTS: the
 worker's task, result, stdout and stderr pipe ends); reports are ``(kind, slot, pid, code)``:
 ``P`` a worker started, ``X`` a worker exited with that code (multiprocessing's convention:
-negative for a signal). End of file on the socket means the pool's owner is gone: the zygote
-kills its workers and exits.
+negative for a signal); ``H`` first, with the zygote's own pid (under fork it may be a
+child of the pool's first worker, not of the pool). End of file on the socket means the pool's
+owner is gone: the zygote kills its workers and exits.
 """
 
 from __future__ import annotations
@@ -50,10 +51,25 @@ def close_inherited_fds(keep: list[int]) -> None:
     os.closerange(low, 65536)
 
 
-def direct_worker(fds: list[int], view: Any, slot: int, keep_fds: list[int], parent: int) -> None:
+def direct_worker(
+    fds: list[int],
+    view: Any,
+    slot: int,
+    keep_fds: list[int],
+    parent: int,
+    zygote_sock: socket.socket | None = None,
+    zygote_name: str = "",
+) -> None:
     """A pool's first worker, forked by the pool's own constructor in the main thread (before
-    the pool has any thread) rather than by its zygote: one fork less before the first task."""
+    the pool has any thread) rather than by its zygote: one fork less before the first task.
+
+    With ``zygote_sock`` it first forks the pool's zygote, so that the pool's process forks
+    once, not twice: a fork costs the parent more than the call (its pages become
+    copy-on-write, and every page it writes next is copied). Forked here, before this worker
+    ran anything, the zygote holds the same state as one forked by the pool itself."""
     gc.freeze()
+    if zygote_sock is not None:
+        _fork_zygote(zygote_sock, view, keep_fds, zygote_name)
     close_inherited_fds([*fds, *keep_fds])
     set_parent_death_signal(parent)
     task_r, result_w, out_w, err_w = fds
@@ -64,6 +80,25 @@ def direct_worker(fds: list[int], view: Any, slot: int, keep_fds: list[int], par
     sys.stderr.flush()
     if code:
         sys.exit(code)
+
+
+def _fork_zygote(sock: socket.socket, view: Any, keep_fds: list[int], name: str) -> None:
+    """Fork the zygote from this (first) worker; it is not our business after that: it never
+    exits before the pool closes its socket, and then this worker exits as well (should it
+    not, the zygote stays a zombie until it does). No parent-death signal for it: it must
+    outlive this worker; it ends at the end of its socket, which the pool's death brings."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            import multiprocessing
+
+            multiprocessing.current_process().name = name
+            zygote_main(sock, view, keep_fds)
+            code = 0
+        finally:
+            os._exit(code)
+    sock.close()
 
 
 def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
@@ -84,6 +119,7 @@ def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
+    _send_report(sock, b"H", -1, os.getpid(), 0)  # the pool may not be our parent: our pid
     while True:
         try:
             ready, _, _ = select.select([ctl, wake_r], [], [])

@@ -1,0 +1,113 @@
+"""Under fork, a Pool made in the main thread forks its first worker itself and that worker forks
+the pool's zygote: the pool's own process forks once. These tests pin down what that must not
+change: every worker still starts, the zygote outlives the first worker, and nothing is left
+running once the pool is joined."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+import shoal
+from helpers import faults
+
+FORK = multiprocessing.get_context("fork")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _pool_tree(before: set[int]) -> tuple[psutil.Process, psutil.Process]:
+    """(first worker, zygote) of a pool made after ``before`` was taken."""
+    me = psutil.Process()
+    new = [p for p in me.children() if p.pid not in before]
+    assert len(new) == 1, f"the pool's process should fork once, forked {new}"
+    first = new[0]
+    assert _wait_for(lambda: len(first.children()) == 1), first.children()
+    return first, first.children()[0]
+
+
+def test_pool_forks_once_and_its_first_worker_forks_the_zygote() -> None:
+    before = {p.pid for p in psutil.Process().children()}
+    with shoal.Pool(3, context=FORK) as pool:
+        first, zygote = _pool_tree(before)
+        # The zygote forks the other two workers.
+        assert _wait_for(lambda: len(zygote.children()) == 2), zygote.children()
+        pids = set(pool.map(faults.getpid, range(200), chunksize=1))
+        workers = {first.pid, *(c.pid for c in zygote.children())}
+        assert pids <= workers
+        assert zygote.pid not in pids
+
+
+def test_zygote_outlives_a_killed_first_worker() -> None:
+    before = {p.pid for p in psutil.Process().children()}
+    pool = shoal.Pool(2, context=FORK)
+    try:
+        first, zygote = _pool_tree(before)
+        assert pool.map(faults.square, range(10)) == [x * x for x in range(10)]
+        os.kill(first.pid, signal.SIGKILL)
+        assert _wait_for(lambda: _gone(first.pid))
+        # Replacements come from the zygote, which lives on without its parent.
+        assert pool.map(faults.square, range(50), chunksize=1) == [x * x for x in range(50)]
+        assert zygote.is_running() and zygote.status() != psutil.STATUS_ZOMBIE
+        assert first.pid not in set(pool.map(faults.getpid, range(20), chunksize=1))
+    finally:
+        pool.close()
+        pool.join()
+    assert _wait_for(lambda: _gone(zygote.pid))
+
+
+def test_join_returns_only_when_the_zygote_and_its_workers_are_gone() -> None:
+    before = {p.pid for p in psutil.Process().children()}
+    pool = shoal.Pool(2, context=FORK)
+    first, zygote = _pool_tree(before)
+    assert _wait_for(lambda: len(zygote.children()) == 1)
+    second = zygote.children()[0]
+    pool.map(faults.square, range(4))
+    pool.close()
+    pool.join()
+    # No waiting here: join() itself waited for the zygote, which reaps its workers.
+    assert _gone(zygote.pid)
+    assert _gone(second.pid)
+    assert _wait_for(lambda: _gone(first.pid))
+
+
+@pytest.mark.parametrize("how", ["terminate", "close"])
+def test_a_pool_made_off_the_main_thread_still_works(how: str) -> None:
+    # Off the main thread the pool forks its zygote itself (a worker's parent-death signal
+    # follows the thread that forked it); the results must be the same.
+    import threading
+
+    out: list[object] = []
+
+    def run() -> None:
+        pool = shoal.Pool(2, context=FORK)
+        try:
+            out.append(pool.map(faults.square, range(20)))
+        finally:
+            getattr(pool, how)()
+            pool.join()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(60)
+    assert not t.is_alive()
+    assert out == [[x * x for x in range(20)]]
