@@ -16,7 +16,7 @@ from shoal._core._backend import Backend, WorkerConfig, create_backend
 from shoal._core._cpu import cpu_count
 from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob
 from shoal._core._lifecycle import track
-from shoal._core._schedule import default_chunksize, start_feeder, submit_list
+from shoal._core._schedule import chunk_sizes, default_chunksize, start_feeder, submit_list
 from shoal._core._task import ONE
 from shoal._errors import PoolBroken
 from shoal._observing import make_progress
@@ -83,7 +83,10 @@ def map(
         raise ValueError(f"chunksize must be a positive int or None, not {chunksize!r}")
     pool = _backend_for(backend, workers)
     items = list(iterable)
-    size = chunksize or default_chunksize(len(items), workers)
+    estimate = getattr(pool, "item_time", None)
+    size: int | list[int] = chunksize or chunk_sizes(
+        len(items), workers, estimate(fn) if estimate is not None else None
+    )
     bar = make_progress(progress, len(items), getattr(fn, "__name__", "map"))
     if ordered:
         job = ListJob(len(items), _PRESENTATION, None)
@@ -96,7 +99,10 @@ def map(
     stream = StreamJob(False, _PRESENTATION)
     stream.progress = bar
     done = threading.Event()
-    start_feeder(pool.submit, fn, ONE, items, size, stream, done.set, "shoal.map-feeder")
+    start_feeder(
+        pool.submit, fn, ONE, items, chunksize or default_chunksize(len(items), workers), stream,
+        done.set, "shoal.map-feeder",
+    )
     return list(Stream(stream))
 
 

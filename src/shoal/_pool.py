@@ -24,7 +24,7 @@ from shoal._core._cpu import cpu_count
 from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob, ValueJob, Window
 from shoal._core._lifecycle import track
 from shoal._core._options import TaskOptions, check_options, parse_bytes
-from shoal._core._schedule import default_chunksize, start_feeder, submit_list
+from shoal._core._schedule import chunk_sizes, start_feeder, submit_list
 from shoal._core._stats import Statistics
 from shoal._core._task import CALL, ONE, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -331,14 +331,20 @@ class Pool:
         self._check_running()
         _check_chunksize(chunksize)
         items = iterable if isinstance(iterable, list) else list(iterable)
+        sizes: int | list[int]
         if chunksize is None:
-            chunksize = default_chunksize(len(items), self._processes)
+            estimate = getattr(self._backend, "item_time", None)
+            sizes = chunk_sizes(
+                len(items), self._processes, estimate(func) if estimate is not None else None
+            )
+        else:
+            sizes = chunksize
         result = MapResult(len(items), self._presentation, self._runner, callback, error_callback)
         result.on_interrupt = self._interrupted
         result.progress = make_progress(progress, len(items), getattr(func, "__name__", "map"))
         job = next(self._jobs)
         try:
-            submit_list(self._submit, func, mode, items, chunksize, result, opts, job)
+            submit_list(self._submit, func, mode, items, sizes, result, opts, job)
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             result.fail_rest(exc)
         return result

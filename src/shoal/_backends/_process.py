@@ -10,6 +10,7 @@ buffered, so a worker that stops reading never stalls the pool (the family of gh
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -86,6 +87,17 @@ def _function_wire(fn: Any) -> tuple[bytes, bytes]:
             _stable_wires.clear()
         _stable_wires[fn] = wire
     return wire
+
+
+def _estimate_key(fn: Any) -> tuple[str, str] | None:
+    """What tasks' times are remembered by: the function's name, through ``partial``s (the
+    same function bound to other arguments takes about as long), never its identity."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return None
+    return (str(getattr(fn, "__module__", "")), qualname)
 
 
 class _Worker:
@@ -199,6 +211,8 @@ class ProcessBackend:
         self._idle_deaths = 0
         #: Moving average of how long a chunk takes on a worker (None until measured).
         self._chunk_time: float | None = None
+        #: Moving average of one task's time in a worker, by function (see item_time()).
+        self._item_times: dict[tuple[str, str], float] = {}
         self._asleep = False
         self._started = threading.Event()
         self._ended = threading.Event()
@@ -228,6 +242,22 @@ class ProcessBackend:
         self._thread.start()
 
     # ---- called from other threads -------------------------------------------------------
+
+    def item_time(self, fn: Any) -> float | None:
+        """How long one task of ``fn`` took in a worker lately (seconds), if it ran here: what
+        the facades size a map's chunks by (see ``chunk_sizes``)."""
+        key = _estimate_key(fn)
+        return None if key is None else self._item_times.get(key)
+
+    def _note_item_time(self, fn: Any, seconds: float) -> None:
+        key = _estimate_key(fn)
+        if key is None:
+            return
+        times = self._item_times
+        old = times.get(key)
+        if old is None and len(times) >= 256:
+            times.clear()  # bounded: a pool that runs ever new functions forgets old ones
+        times[key] = seconds if old is None else 0.7 * old + 0.3 * seconds
 
     @property
     def broken(self) -> str | None:
@@ -717,6 +747,8 @@ class ProcessBackend:
             w.check_at = None
         user = (ended_ns - started_ns) / 1e9
         n = len(chunk.indices)
+        if n:
+            self._note_item_time(chunk.fn, user / n)
         self.recorder.chunk_done(
             w, n, user, took - user, chunk.job, chunk.indices[0] if n else 0, chunk.items
         )

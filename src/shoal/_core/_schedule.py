@@ -10,7 +10,14 @@ from typing import Any
 from shoal._core._outcome import RAISED, Failure
 from shoal._core._task import Chunk, Sink
 
-__all__ = ["default_chunksize", "iter_chunks", "start_feeder", "submit_list"]
+__all__ = [
+    "MIN_CHUNK_SECONDS",
+    "chunk_sizes",
+    "default_chunksize",
+    "iter_chunks",
+    "start_feeder",
+    "submit_list",
+]
 
 
 def default_chunksize(n_items: int, n_workers: int) -> int:
@@ -19,6 +26,38 @@ def default_chunksize(n_items: int, n_workers: int) -> int:
     if extra:
         chunksize += 1
     return max(1, chunksize)
+
+
+#: A chunk should take at least this long when the time of one task is known: the cost of a
+#: chunk's round trip (tens of microseconds) then stays a few percent of it.
+MIN_CHUNK_SECONDS = 0.002
+
+
+def chunk_sizes(n_items: int, n_workers: int, item_time: float | None = None) -> list[int]:
+    """Chunk sizes for a map without a ``chunksize``: the stdlib's size first, then smaller.
+
+    With equal chunks the last ones end unevenly: one worker finishes its last chunk while the
+    others are still on theirs, idle for up to a chunk's time (a 25-task chunk of 1 ms tasks:
+    25 ms, an eighth of a 200 ms map on 2 workers). Here each chunk is at most a share of what
+    is left (``remaining / (2 * workers)``, guided self-scheduling), so the last ones are small
+    and the workers end together; but never below a floor that keeps the per-chunk cost small:
+    ``MIN_CHUNK_SECONDS`` of work when ``item_time`` (measured on earlier calls) is known, else
+    a 32nd of a worker's share (a handful of chunks more than the stdlib's rule in all).
+    """
+    if n_items <= 0:
+        return []
+    top = default_chunksize(n_items, n_workers)
+    if item_time is not None and item_time > 0:
+        floor = min(top, max(1, int(MIN_CHUNK_SECONDS / item_time)))
+    else:
+        floor = max(1, -(-n_items // (32 * n_workers)))
+    sizes = []
+    remaining = n_items
+    while remaining > 0:
+        size = min(top, max(floor, -(-remaining // (2 * n_workers))), remaining)
+        sizes.append(size)
+        remaining -= size
+    return sizes
 
 
 def iter_chunks(iterable: Iterable[Any], chunksize: int) -> Iterator[list[Any]]:
@@ -39,14 +78,21 @@ def submit_list(
     fn: Callable[..., Any],
     mode: int,
     items: Sequence[Any],
-    chunksize: int,
+    chunksize: int | Sequence[int],
     sink: Sink,
     opts: Any = None,
     job: int = 0,
 ) -> None:
-    """Submit a list's items in chunks; a chunk that cannot be sent raises here."""
-    for start in range(0, len(items), chunksize):
-        part = items[start : start + chunksize]
+    """Submit a list's items in chunks of ``chunksize`` (or of each size in turn, see
+    :func:`chunk_sizes`); a chunk that cannot be sent raises here."""
+    if isinstance(chunksize, int):
+        starts = range(0, len(items), chunksize)
+        sizes: Sequence[int] = [chunksize] * len(starts)
+    else:
+        starts = list(itertools.accumulate(chunksize[:-1], initial=0))  # type: ignore[assignment]
+        sizes = chunksize
+    for start, size in zip(starts, sizes, strict=True):
+        part = items[start : start + size]
         submit(Chunk(fn, mode, part, range(start, start + len(part)), sink, opts, job))
 
 
