@@ -27,6 +27,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
+from shoal._backends._native_threads import native_threads_for
 from shoal._backends._shared_init import init_frame
 from shoal._backends._spawn import SharedSlots
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
@@ -186,6 +187,7 @@ class ProcessBackend:
                 config.init_logger,
                 config.extra.get("max_memory_per_worker"),
                 logging.getLogger().getEffectiveLevel(),
+                native_threads_for(config.max_workers),
             ),
             ctx.get_start_method(),
         )

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from shoal._backends._native_threads import cap_native_threads
 from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, frame, read_frame, write_all
 from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
@@ -343,9 +344,10 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     first = read_frame(task_fd)
     if first is None:
         return 0
-    initializer, initargs, max_tasks, init_logger, memory_limit, log_level = loads(
+    initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads = loads(
         memoryview(first)[1:]
     )
+    cap_native_threads(threads)  # before the initializer, which may load numpy
     _forward_logging(result_fd, log_level)
     if initializer is not None:
         try:
