@@ -215,8 +215,10 @@ class ProcessBackend:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         # Closed only when nothing can call _wake() any more: closing them when the manager ends
-        # could let a late wake-up write into a reused fd number.
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        # could let a late wake-up write into a reused fd number. Not at exit: weakref's exit
+        # hook may run before the one that ends live pools (_core/_lifecycle), and a wake-up
+        # pipe closed under a running manager loses the wake-up: the pool's end waits for ever.
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w).atexit = False
         self._selector = selectors.DefaultSelector()
         if (
             config.start_all
