@@ -211,3 +211,45 @@ def test_rich_rows_for_inner_calls_in_a_terminal(tmp_path: Path) -> None:
     out = _in_terminal("rich", tmp_path)
     for n in (10, 20):
         assert re.search(rf"{WORKER}: inner{n} .*{n}/{n}", out), out
+
+
+def test_shoal_map_in_a_forked_worker_after_the_parent_used_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The forked worker inherits the parent's shoal.map pools but not their threads: it must
+    make its own, not hand its items to threads that do not exist (it hung)."""
+    assert shoal.map(nested.same, range(3), workers=2, backend="thread") == [0, 1, 2]
+    with shoal.Pool(2, context=multiprocessing.get_context("fork")) as pool:
+        assert pool.map(nested.inner_map, [10, 20]) == [45, 190]
+    err = capsys.readouterr().err
+    assert _done_line(WORKER, "inner10", 10).search(err), err
+
+
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import shoal
+    from helpers import nested
+
+    if __name__ == "__main__":
+        # shoal.map first: its pool registers the exit hook that ends pools before weakref's.
+        shoal.map(nested.same, range(3), workers=2, backend="thread")
+        with shoal.Pool(2) as pool:
+            pool.map(nested.same, range(10))
+        print("exiting")
+    """
+)
+
+
+def test_a_script_exits_after_shoal_map_then_a_pool(tmp_path: Path) -> None:
+    """weakref's exit hook closed a pool's wake-up pipe while its manager still ran, so the
+    manager slept through the pool's end and the exit hook waited for it for ever (a race: a
+    few runs)."""
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT)
+    src = str(Path(shoal.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(Path(__file__).parent)])}
+    for _ in range(5):
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=LIVE
+        )
+        assert proc.returncode == 0 and proc.stdout == "exiting\n", proc.stderr
