@@ -719,8 +719,9 @@ class ProcessBackend:
         cid, started_ns, ended_ns = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
         assert chunk.wire[3] == cid, (chunk.wire[3], cid)
-        if self._nested:
+        if self._nested:  # lines are open: end those this chunk's tasks left open
             self._nested.chunk_done(w, cid)
+            self._nested_queued = True
         if self._nested_queued:
             # The task's inner calls' last lines show before its result is handed back.
             self._nested_queued = False
