@@ -14,6 +14,7 @@ import subprocess
 import sys
 import termios
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,20 @@ def _done_line(who: str, desc: str, n: int) -> re.Pattern[str]:
     )
 
 
+def _stderr_showing(capsys: pytest.CaptureFixture[str], *patterns: re.Pattern[str]) -> str:
+    """What was written to stderr, once every pattern is in it (or LIVE seconds passed). The
+    parent draws on a thread of its own, and waits only briefly for it before it hands back a
+    result (a terminal that does not keep up must not hold up the pool): under load a line may
+    come just after the call returned."""
+    err = ""
+    deadline = time.monotonic() + LIVE
+    while True:
+        err += capsys.readouterr().err
+        if all(p.search(err) for p in patterns) or time.monotonic() > deadline:
+            return err
+        time.sleep(0.01)
+
+
 def _no_worker_drawn_bars(err: str) -> None:
     """Nothing a terminal would animate, and no bar a worker drew into its own stderr (it
     would come through as a line without the worker's name in front)."""
@@ -48,10 +63,11 @@ def test_inner_thread_pool_shows_in_the_parent(
     ctx = multiprocessing.get_context(start_method)
     with shoal.Pool(2, context=ctx) as pool:
         assert pool.map(nested.inner_threads, [10, 20, 30], progress="outer") == [45, 190, 435]
-    err = capsys.readouterr().err
-    for n in (10, 20, 30):
-        assert _done_line(WORKER, f"inner{n}", n).search(err), err
-    assert re.search(r"^outer: 3/3 \(100%\) done", err, re.MULTILINE), err
+    lines = [_done_line(WORKER, f"inner{n}", n) for n in (10, 20, 30)]
+    lines.append(re.compile(r"^outer: 3/3 \(100%\) done", re.MULTILINE))
+    err = _stderr_showing(capsys, *lines)
+    for line in lines:
+        assert line.search(err), err
     _no_worker_drawn_bars(err)
 
 
@@ -65,9 +81,10 @@ def test_outer_executor_and_map(outer: str, capsys: pytest.CaptureFixture[str]) 
         out = shoal.map(nested.inner_threads, [10, 20], workers=2, progress=True)
         who = r"ShoalMapProcessWorker-\d+"
     assert out == [45, 190]
-    err = capsys.readouterr().err
-    for n in (10, 20):
-        assert _done_line(who, f"inner{n}", n).search(err), err
+    lines = [_done_line(who, f"inner{n}", n) for n in (10, 20)]
+    err = _stderr_showing(capsys, *lines)
+    for line in lines:
+        assert line.search(err), err
     _no_worker_drawn_bars(err)
 
 
@@ -78,9 +95,10 @@ def test_without_an_outer_bar_inner_lines_still_show(
     fn = nested.inner_threads if inner == "thread-pool" else nested.inner_map
     with shoal.Pool(2) as pool:
         assert pool.map(fn, [10, 20]) == [45, 190]
-    err = capsys.readouterr().err
-    for n in (10, 20):
-        assert _done_line(WORKER, f"inner{n}", n).search(err), err
+    lines = [_done_line(WORKER, f"inner{n}", n) for n in (10, 20)]
+    err = _stderr_showing(capsys, *lines)
+    for line in lines:
+        assert line.search(err), err
     _no_worker_drawn_bars(err)
 
 
@@ -88,10 +106,14 @@ def test_two_levels_down(capsys: pytest.CaptureFixture[str]) -> None:
     """A worker's worker's inner call travels up through both pipes, named by both workers."""
     with shoal.Pool(1) as pool:
         assert pool.map(nested.inner_processes, [10]) == [45 + 55]
-    err = capsys.readouterr().err
-    assert _done_line(WORKER, "middle10", 2).search(err), err
-    assert _done_line(f"{WORKER} > {WORKER}", "inner10", 10).search(err), err
-    assert _done_line(f"{WORKER} > {WORKER}", "inner11", 11).search(err), err
+    lines = [
+        _done_line(WORKER, "middle10", 2),
+        _done_line(f"{WORKER} > {WORKER}", "inner10", 10),
+        _done_line(f"{WORKER} > {WORKER}", "inner11", 11),
+    ]
+    err = _stderr_showing(capsys, *lines)
+    for line in lines:
+        assert line.search(err), err
     _no_worker_drawn_bars(err)
 
 
@@ -101,13 +123,13 @@ def test_a_killed_worker_closes_its_line(capsys: pytest.CaptureFixture[str]) -> 
             pool.map(nested.inner_then_die, [20], progress="outer")
         # The pool goes on, with a new worker.
         assert pool.map(nested.inner_threads, [10]) == [45]
-    err = capsys.readouterr().err
-    m = re.search(
+    doomed = re.compile(
         rf"^{WORKER}: doomed20: (\d+)/20 \(\d+%\), 0 failed, ended after \d+\.\d s: "
         r"its worker ended \(exit code -9\)$",
-        err,
         re.MULTILINE,
     )
+    err = _stderr_showing(capsys, doomed, _done_line(WORKER, "inner10", 10))
+    m = doomed.search(err)
     assert m and int(m[1]) <= 5, err
     assert _done_line(WORKER, "inner10", 10).search(err), err
     _no_worker_drawn_bars(err)
@@ -118,14 +140,18 @@ def test_a_task_that_returns_first_ends_its_inner_line(
 ) -> None:
     """An inner call still going when its task returns: the parent's line ends with the task
     (no bar left open for ever), and later counts do not open it again."""
-    with shoal.Pool(1) as pool:
-        assert pool.map(nested.inner_left_running, [7]) == [7]
-        err = capsys.readouterr().err
-    assert re.search(
+    pool = shoal.Pool(1)
+    assert pool.map(nested.inner_left_running, [7]) == [7]
+    ended = re.compile(
         rf"^{WORKER}: left7: 0/7 \(0%\), 0 failed, ended after \d+\.\d s: its task ended first$",
-        err,
         re.MULTILINE,
-    ), err
+    )
+    err = _stderr_showing(capsys, ended)
+    assert ended.search(err), err
+    # Nor does the pool's end close it again (join: the pool's lines are all drawn by then).
+    pool.terminate()
+    pool.join()
+    err += capsys.readouterr().err
     assert err.count("left7") == 1, err
 
 
@@ -136,8 +162,8 @@ def test_progress_frames_are_throttled(capsys: pytest.CaptureFixture[str]) -> No
     # At most one frame per interval while it runs (the sender may tick once more), plus the
     # final one; at least the final one.
     assert 1 <= frames <= took / _relay.INTERVAL + 2, (frames, took)
-    err = capsys.readouterr().err
-    assert _done_line(WORKER, "same", 10_000).search(err), err
+    line = _done_line(WORKER, "same", 10_000)
+    assert line.search(_stderr_showing(capsys, line))
 
 
 def test_a_bar_in_the_parent_process_is_not_remote() -> None:
@@ -221,8 +247,8 @@ def test_shoal_map_in_a_forked_worker_after_the_parent_used_it(
     assert shoal.map(nested.same, range(3), workers=2, backend="thread") == [0, 1, 2]
     with shoal.Pool(2, context=multiprocessing.get_context("fork")) as pool:
         assert pool.map(nested.inner_map, [10, 20]) == [45, 190]
-    err = capsys.readouterr().err
-    assert _done_line(WORKER, "inner10", 10).search(err), err
+    line = _done_line(WORKER, "inner10", 10)
+    assert line.search(_stderr_showing(capsys, line))
 
 
 EXIT_SCRIPT = textwrap.dedent(
