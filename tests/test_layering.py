@@ -6,7 +6,8 @@ Dependencies point down only::
     _cli, _demo,        the public ``shoal`` API only, and ``shoal.observe`` (_cli runs _demo,
     _demo_scenes        which runs _demo_scenes)
     _pool, _executor,   _core and _errors; backends only through the registry in _core, by name;
-    _map                _observing (which imports observe/ lazily, for trace= and progress=)
+    _map                _observing (which imports _core, and observe/ lazily, for trace= and
+                        progress=)
     _backends/*         _core and _errors; of each other only their own helpers
                         (_process: _launch, _spawn, _worker, _wire; _launch: _spawn,
                         _zygote; ...); never the facades
@@ -148,8 +149,9 @@ def allowed(module: str, target: str) -> bool | None:
     if module in FACADES:
         return _in(target, "shoal._core") or target in {"shoal._errors", "shoal._observing"}
     if module == "shoal._observing":
-        # How facades attach observers, importing shoal.observe only when asked.
-        return _in(target, "shoal.observe")
+        # How facades attach observers, importing shoal.observe only when asked; _core's
+        # progress relay (an inner call's bar in a worker) as the facades import _core.
+        return _in(target, "shoal.observe") or _in(target, "shoal._core")
     if module == "shoal._backends":
         return False
     if _in(module, "shoal._backends"):

@@ -34,6 +34,18 @@ _pools: dict[tuple[str, int], Backend] = {}
 _lock = threading.Lock()
 
 
+def _forget_pools() -> None:
+    # A forked child (a worker whose task calls shoal.map) has the parent's pools but none of
+    # their threads or workers: work handed to them would never run. It makes its own.
+    global _lock
+    _pools.clear()
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 def _backend_for(backend: str, workers: int) -> Backend:
     key = (backend, workers)
     with _lock:

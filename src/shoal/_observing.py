@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shoal._core import _relay
+
 __all__ = ["attach_trace", "make_progress"]
 
 
@@ -31,10 +33,26 @@ def make_progress(progress: Any, total: int | None, name: str) -> Any:
         return None
     if callable(getattr(progress, "update", None)) and callable(getattr(progress, "close", None)):
         return progress
-    from shoal.observe.progress import ProgressBar
-
     desc = progress if isinstance(progress, str) else name
-    bar = ProgressBar(total=total, desc=desc)
+    # Inside a process worker a bar would draw into a pipe the parent forwards line by line:
+    # the counts go to the parent instead, which draws them (see _core/_relay.py).
+    remote = _relay.remote_bar(total, desc)
+    if remote is not None:
+        bar: Any = remote
+    else:
+        from shoal.observe.progress import ProgressBar
+
+        bar = ProgressBar(total=total, desc=desc)
     if total == 0:
         bar.close()
     return bar
+
+
+def _nested_bar(desc: str, total: int | None, began: float, outer: Any) -> Any:
+    """The parent's line for a map-like call run inside one of its workers."""
+    from shoal.observe.progress import ProgressBar
+
+    return ProgressBar.nested(desc, total, began, outer)
+
+
+_relay.set_display(_nested_bar)

@@ -47,6 +47,7 @@ from shoal._core._outcome import (
 )
 from shoal._core._output import OutputForwarder
 from shoal._core._pickling import digest, dumps, loads
+from shoal._core._relay import NestedProgress
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import Chunk
 from shoal._errors import TaskTimeout, WorkerDied
@@ -194,6 +195,9 @@ class ProcessBackend:
         #: Shows workers' stdout, stderr and log records in this process.
         self.output = OutputForwarder(f"{config.name}-output")
         self._output_queued = False
+        #: Progress of map-like calls that tasks run (P frames), drawn here or sent further up.
+        self._nested = NestedProgress(config.name)
+        self._nested_queued = False
         self._pending: deque[Chunk] = deque()
         self._delayed: list[tuple[float, int, Chunk]] = []  # retries waiting out their backoff
         self._seq = itertools.count()
@@ -233,8 +237,10 @@ class ProcessBackend:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         # Closed only when nothing can call _wake() any more: closing them when the manager ends
-        # could let a late wake-up write into a reused fd number.
-        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w)
+        # could let a late wake-up write into a reused fd number. Not at exit: weakref's exit
+        # hook may run before the one that ends live pools (_core/_lifecycle), and a wake-up
+        # pipe closed under a running manager loses the wake-up: the pool's end waits for ever.
+        weakref.finalize(self, _close_fds, self._wake_r, self._wake_w).atexit = False
         self._selector = selectors.DefaultSelector()
         if direct_first:
             self._start_first_workers()
@@ -665,11 +671,22 @@ class ProcessBackend:
                 w.ready = True
             elif kind == 76:  # L: a log record made in the worker
                 self._log_record(w, msg)
+            elif kind == 80:  # P: progress of a map-like call a task runs
+                self._on_progress(w, msg)
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
                 w.retiring = True
             elif kind == 66:  # B: the initializer failed
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
+
+    def _on_progress(self, w: _Worker, msg: bytes) -> None:
+        # The task running now made the call: its own call's bar (if any) sets the kind, and
+        # the line ends at the latest when that task's chunk does.
+        head = w.inflight[0] if w.inflight else None
+        cid = head.wire[3] if head is not None and head.wire is not None else 0
+        outer = getattr(head.sink, "progress", None) if head is not None else None
+        self._nested.event(w, w.handle.name, msg, cid, outer)
+        self._nested_queued = True
 
     def _log_record(self, w: _Worker, msg: bytes) -> None:
         try:
@@ -738,6 +755,13 @@ class ProcessBackend:
         cid, started_ns, ended_ns = RESULT_HEAD.unpack_from(msg, 1)
         chunk = w.inflight.popleft()
         assert chunk.wire[3] == cid, (chunk.wire[3], cid)
+        if self._nested:  # lines are open: end those this chunk's tasks left open
+            self._nested.chunk_done(w, cid)
+            self._nested_queued = True
+        if self._nested_queued:
+            # The task's inner calls' last lines show before its result is handed back.
+            self._nested_queued = False
+            self._nested.flush(0.05)
         now = time.monotonic()
         took = now - w.head_since
         avg = self._chunk_time
@@ -937,6 +961,10 @@ class ProcessBackend:
         del self._workers[w.slot]
         self._free_slots.append(w.slot)
         code = w.handle.exitcode
+        if self._nested:
+            # Its inner calls' lines end before its tasks' failures are handed out.
+            self._nested.worker_gone(w, f"its worker ended (exit code {code})")
+            self._nested.flush(0.05)
         pid = w.handle.pid
         inflight = list(w.inflight)
         w.inflight.clear()
@@ -1074,6 +1102,8 @@ class ProcessBackend:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         self._selector.close()
+        self._nested.close()
+        self._nested.flush()
         self.output.flush()
         weakref.finalize(self, self._slots.close)
         self._started.set()

@@ -16,6 +16,8 @@ Worker to parent:
   ``Y``: ready, after the initializer ran (only then does the worker get chunks).
   ``M`` + pickled bytes grown: the memory guard retires this worker after this chunk.
   ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
+  ``L`` + pickled log record state: a record made in the worker, for the parent's handlers.
+  ``P`` + plainly pickled tuple: progress of a map-like call a task runs (``_core/_relay.py``).
 
 The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
 worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames.

@@ -24,6 +24,7 @@ from typing import Any
 from shoal._backends._native_threads import cap_native_threads
 from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, frame, read_frame, write_all
+from shoal._core import _relay
 from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
 from shoal._core._pickling import dumps_result, loads, rebind_to_main
 from shoal._core._task import ONE, STAR
@@ -258,8 +259,19 @@ def _run_general(
 _send_lock = threading.Lock()
 
 
+def _fresh_send_lock() -> None:
+    # A process forked from a worker (the zygote of a pool a task runs) while another thread
+    # was sending would inherit the lock held, and its own workers would never send a frame.
+    global _send_lock
+    _send_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_send_lock)
+
+
 def _send(fd: int, payload: bytes) -> None:
-    # Log records may be sent from the user's own threads: frames must not interleave.
+    # Log records and inner calls' progress are sent from other threads than the task's:
+    # frames must not interleave.
     with _send_lock:
         if len(payload) < 65536:
             write_all(fd, frame(payload) + payload)
@@ -349,6 +361,8 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     )
     cap_native_threads(threads)  # before the initializer, which may load numpy
     _forward_logging(result_fd, log_level)
+    # Map-like calls with progress=True in a task send their counts here (P frames).
+    _relay.install(lambda payload: _send(result_fd, payload))
     if initializer is not None:
         try:
             rebind_to_main(initializer)(*initargs)

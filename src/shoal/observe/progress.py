@@ -8,6 +8,10 @@ terminal or a notebook gets a tqdm bar (``pip install 'shoal[progress]'``) or, w
 failed. Anywhere else (a log file, a pipe, CI) carriage-return animation would only fill the log
 with garbage, so the bar prints a plain line now and then instead, and one at the end; the same
 happens when tqdm is not installed.
+
+A pool run inside a process worker does not draw: its counts travel to the parent
+(``shoal/_core/_relay.py``), which shows each such inner call with :meth:`ProgressBar.nested`,
+on a line of its own below the outer call's bar, in the outer bar's kind.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class ProgressBar:
         every: plain lines: at most one every this many seconds (and one at each quarter of the
             total, at most one a second), plus one at the end.
         interval: how often a tqdm or rich bar is redrawn, in seconds.
+        began: when the counted work began (``time.monotonic()``; default: now), for the rate.
 
     Raises:
         ValueError: ``kind`` is not one of the above.
@@ -75,6 +80,9 @@ class ProgressBar:
         file: IO[str] | None = None,
         every: float = 10.0,
         interval: float = 0.1,
+        began: float | None = None,
+        _nested: bool = False,
+        _under: ProgressBar | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
@@ -87,7 +95,14 @@ class ProgressBar:
         self._file: IO[str] = file if file is not None else sys.stderr
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._began = time.monotonic()
+        self._began = time.monotonic() if began is None else began
+        #: The bar this one is drawn below (an inner call's, under its outer call's), or None.
+        self._under = _under
+        #: An inner call's bar: a tqdm or rich one is cleared when it ends (leaving one line per
+        #: inner call would push the outer bar down the screen for ever).
+        self._nested = _nested
+        #: Why the bar was closed before its work ended (shown with the final counts), or None.
+        self._why: str | None = None
         # Plain lines: when the last one was printed, and at which count / quarter.
         self._last_line = self._began
         self._last_count = 0
@@ -95,6 +110,8 @@ class ProgressBar:
         self._tqdm: Any = None
         self._rich: Any = None
         self._rich_task: Any = None
+        #: A row in another bar's rich display (which that bar stops), not a display of its own.
+        self._rich_shared = False
         self.kind = self._choose(kind)
         if self.kind == "tqdm":
             self._start_tqdm()
@@ -118,16 +135,38 @@ class ProgressBar:
         with self._lock:
             self.total = total
 
-    def close(self, timeout: float | None = 2.0) -> None:
+    def show(self, done: int, failed: int, total: int | None) -> None:
+        """Set the counts outright: a bar that mirrors counts made elsewhere (an inner call in a
+        worker process, whose counts arrive in frames)."""
+        with self._lock:
+            self.done, self.failed, self.total = done, failed, total
+
+    @classmethod
+    def nested(
+        cls, desc: str, total: int | None, began: float | None = None, outer: Any = None
+    ) -> ProgressBar:
+        """A bar for a map-like call run inside a worker, drawn by the parent below ``outer``
+        (the outer call's ProgressBar, if it has one): in the same kind and on the same stream,
+        in a rich bar's own display. Without an outer bar: the kind ``"auto"`` picks, on
+        ``sys.stderr``. Counts come with :meth:`show`."""
+        if isinstance(outer, ProgressBar):
+            kind = outer.kind if outer.kind in KINDS else "auto"
+            return cls(total, desc, kind, file=outer._file, began=began, _nested=True, _under=outer)
+        return cls(total, desc, began=began, _nested=True)
+
+    def close(self, timeout: float | None = 2.0, *, why: str | None = None) -> None:
         """Draw the final state and stop. Idempotent.
 
         Waits up to ``timeout`` seconds for the final state to be drawn, so it comes before
         whatever the caller prints next. The pool calls this on its own thread, which must not
         be held up for long by a terminal or pipe that does not take output (a paused ``less``):
-        after ``timeout`` the bar finishes drawing on its own thread.
+        after ``timeout`` the bar finishes drawing on its own thread. ``why``: the work ended
+        early (its worker died), said with the final counts.
         """
         if self._closed.is_set():
             return
+        with self._lock:
+            self._why = why
         self._closed.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -182,13 +221,25 @@ class ProgressBar:
             unit="item",
             file=self._file,
             mininterval=self.interval,
+            leave=not self._nested,
             dynamic_ncols=sized,
             ncols=None if sized else 80,
             nrows=None if sized else 24,
         )
+        if self._nested:
+            # The inner call began in its worker before its first counts got here: the elapsed
+            # time and rate count from then (tqdm's clock is time.time).
+            self._tqdm.start_t -= time.monotonic() - self._began
         self._tqdm.set_postfix_str("failed=0", refresh=False)
 
     def _start_rich(self) -> None:
+        under = self._under
+        if under is not None and under._rich is not None and not under._closed.is_set():
+            # One live display at a time (rich refuses a second): a row in the outer bar's.
+            self._rich = under._rich
+            self._rich_shared = True
+            self._rich_task = self._rich.add_task(self.desc, total=self.total, failed=0, rate="")
+            return
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -232,7 +283,8 @@ class ProgressBar:
             bar = self._tqdm
             if bar.total != total:
                 bar.total = total
-            bar.set_postfix_str(f"failed={failed}", refresh=False)
+            why = f", {self._why}" if final and self._why else ""
+            bar.set_postfix_str(f"failed={failed}{why}", refresh=False)
             if done > bar.n:
                 bar.update(done - bar.n)
             if final:
@@ -246,7 +298,10 @@ class ProgressBar:
             )
             self._rich.refresh()
             if final:
-                self._rich.stop()
+                if self._rich_shared:
+                    self._rich.remove_task(self._rich_task)
+                else:
+                    self._rich.stop()
         else:
             self._plain(done, failed, total, final)
 
@@ -266,7 +321,9 @@ class ProgressBar:
         count = f"{done}/{total}" if total is not None else f"{done}"
         if total:
             count += f" ({100 * done // total}%)"
-        if final:
+        if final and self._why:
+            line = f"{label}{count}, {failed} failed, ended after {_duration(elapsed)}: {self._why}"
+        elif final:
             line = f"{label}{count} done, {failed} failed, in {_duration(elapsed)} ({rate:.1f}/s)"
         else:
             eta = ""
