@@ -40,6 +40,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "shoal"
 BACKEND_HELPERS: dict[str, set[str]] = {
     "shoal._backends._process": {
         "shoal._backends._launch",
+        "shoal._backends._native_threads",
         "shoal._backends._shared_init",
         "shoal._backends._spawn",
         "shoal._backends._worker",
@@ -53,7 +54,10 @@ BACKEND_HELPERS: dict[str, set[str]] = {
     },
     "shoal._backends._spawn": {"shoal._backends._zygote", "shoal._backends._worker"},
     "shoal._backends._zygote": {"shoal._backends._worker", "shoal._backends._shared_init"},
-    "shoal._backends._worker": {"shoal._backends._wire", "shoal._backends._shared_init"},
+    "shoal._backends._worker": {
+        "shoal._backends._wire", "shoal._backends._shared_init", "shoal._backends._native_threads",
+    },
+    "shoal._backends._native_threads": set(),
     "shoal._backends._shared_init": set(),
     "shoal._backends._wire": set(),
     "shoal._backends._thread": set(),
