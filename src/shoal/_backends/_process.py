@@ -691,7 +691,7 @@ class ProcessBackend:
             w.err_fd = -1
 
     def _on_result(
-        self, w: _Worker, msg: bytes | bytearray, traced: bool, buffers: list[bytearray]
+        self, w: _Worker, msg: bytes | bytearray, traced: bool, buffers: tuple[bytearray, ...]
     ) -> None:
         # What a task printed shows before its result is handed back (unless the parent's
         # stdout is too slow to keep up: then the wait is bounded).

@@ -154,7 +154,7 @@ def write_parts(fd: int, parts: list[bytes | bytearray | memoryview]) -> None:
 
 
 #: What :meth:`FrameReader.read` returns per frame: the payload and its out-of-band buffers.
-Frame = tuple[bytes | bytearray, list[bytearray]]
+Frame = tuple[bytes | bytearray, tuple[bytearray, ...]]
 
 
 class FrameReader:
@@ -221,10 +221,10 @@ class FrameReader:
                         frames.append(_unwrap(view[:need]))
                     del buf[:need]
                 elif have == need:  # the common case: a read ends with a frame
-                    frames.append((buf, []))
+                    frames.append((buf, ()))
                     self._buf = buf = bytearray()
                 else:
-                    frames.append((bytes(buf[:need]), []))
+                    frames.append((bytes(buf[:need]), ()))
                     del buf[:need]
                 self._need = -1
                 continue
@@ -296,7 +296,7 @@ class FrameReader:
                 parts = self._parts
                 self._fill = None
                 self._parts = []
-                return [(parts[0], parts[1:] if self._wrapped else [])]
+                return [(parts[0], tuple(parts[1:]) if self._wrapped else ())]
         return []
 
 
@@ -314,4 +314,4 @@ def _unwrap(view: memoryview) -> Frame:
     for n in lengths:
         buffers.append(bytearray(view[at : at + n]))
         at += n
-    return payload, buffers
+    return payload, tuple(buffers)

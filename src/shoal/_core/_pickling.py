@@ -17,6 +17,7 @@ import io
 import pickle
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -124,17 +125,10 @@ class _Keep:
     """A file for the pickler that keeps what it is given rather than copying it: the pickle's
     64 KiB frames and, whole, any large bytes or buffer pickled in-band."""
 
-    __slots__ = ("parts",)
+    __slots__ = ("write",)
 
-    def __init__(self) -> None:
-        self.parts: list[bytes | bytearray | memoryview] = []
-
-    def write(self, data: Any) -> None:
-        if isinstance(data, pickle.PickleBuffer):
-            data = data.raw()
-        elif isinstance(data, memoryview) and data.obj is None:
-            data = bytes(data)  # raw memory of an object the pickler may let go of: copy it
-        self.parts.append(data)
+    def __init__(self, write: Callable[[Any], object]) -> None:
+        self.write = write
 
 
 def dumps_result_parts(
@@ -147,7 +141,8 @@ def dumps_result_parts(
     (numpy arrays, ``PickleBuffer``), to be passed as ``buffers=`` to ``pickle.loads``. Both
     point into ``obj``: write them before letting it go.
     """
-    keep = _Keep()
+    parts: list[Any] = []
+    keep = _Keep(parts.append)  # a C method: a small result costs what BytesIO would
     buffers: list[memoryview] = []
 
     def out(buffer: pickle.PickleBuffer) -> bool:
@@ -158,7 +153,14 @@ def dumps_result_parts(
         return False
 
     _ResultPickler(keep, protocol=PROTOCOL, buffer_callback=out).dump(obj)
-    return keep.parts, buffers
+    if len(parts) > 1:  # large data was handed over whole: make every part plain bytes
+        for i, part in enumerate(parts):
+            if isinstance(part, pickle.PickleBuffer):
+                parts[i] = part.raw()
+            elif isinstance(part, memoryview) and part.obj is None:
+                # Raw memory of an object the pickler may let go of once done: copy it.
+                parts[i] = bytes(part)
+    return parts, buffers
 
 
 def rebind_to_main(fn: Any, _seen: dict[int, Any] | None = None) -> Any:
