@@ -20,8 +20,8 @@ Worker to parent:
 The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
 worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames.
 
-Large results travel without copies (pickle protocol 5 out-of-band buffers). Any frame may be
-wrapped in a ``V`` envelope carrying buffers after it::
+Large results are copied only by the kernel, into the pipe and out of it (pickle protocol 5
+out-of-band buffers). Any frame may be wrapped in a ``V`` envelope carrying buffers after it::
 
   ``V`` + count (4) + count x length (8 each) + the inner payload + buffer 1 + ... + buffer count
 
@@ -29,7 +29,7 @@ The frame's length covers all of it; the inner payload's length is what the rest
 The worker writes the buffers straight from its objects' memory with ``os.writev`` after the
 small header and pickle. The parent reads a frame of 64 KiB or more in place: one bytearray of
 exactly the right size per part (inner payload, then each buffer), filled by ``os.readv``, so
-a numpy array comes back backed by its own bytearray, copied once (by the kernel) on the way.
+a numpy array comes back backed by its own (writable) bytearray.
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ class FrameReader:
         for _ in range(_IN_PLACE_READS):
             try:
                 n = os.readv(fd, fill[:_IOV_MAX])
-            except BlockingIOError:
+            except OSError:  # nothing more now (or an error the next read raises again)
                 if first:
                     raise
                 return []
