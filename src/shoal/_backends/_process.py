@@ -655,18 +655,18 @@ class ProcessBackend:
 
     def _read(self, w: _Worker) -> None:
         try:
-            data = os.read(w.result_fd, max(1 << 16, min(w.reader.wants(), 1 << 24)))
+            frames = w.reader.read(w.result_fd)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
+            frames = None
+        if frames is None:
             self._on_eof(w)
             return
-        for msg in w.reader.feed(data):
+        for msg, buffers in frames:
             kind = msg[0]
             if kind == 82 or kind == 84:  # R, T: a chunk's results (T: with its timings)
-                self._on_result(w, msg, kind == 84)
+                self._on_result(w, msg, kind == 84, buffers)
             elif kind == 89:  # Y: ready (its initializer ran)
                 w.ready = True
             elif kind == 76:  # L: a log record made in the worker
@@ -679,7 +679,7 @@ class ProcessBackend:
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
 
-    def _on_progress(self, w: _Worker, msg: bytes) -> None:
+    def _on_progress(self, w: _Worker, msg: bytes | bytearray) -> None:
         # The task running now made the call: its own call's bar (if any) sets the kind, and
         # the line ends at the latest when that task's chunk does.
         head = w.inflight[0] if w.inflight else None
@@ -688,7 +688,7 @@ class ProcessBackend:
         self._nested.event(w, w.handle.name, msg, cid, outer)
         self._nested_queued = True
 
-    def _log_record(self, w: _Worker, msg: bytes) -> None:
+    def _log_record(self, w: _Worker, msg: bytes | bytearray) -> None:
         try:
             state = loads(memoryview(msg)[1:])
         except Exception:  # noqa: BLE001 - a record we cannot read is not worth a failure
@@ -743,7 +743,9 @@ class ProcessBackend:
         else:
             w.err_fd = -1
 
-    def _on_result(self, w: _Worker, msg: bytes, traced: bool) -> None:
+    def _on_result(
+        self, w: _Worker, msg: bytes | bytearray, traced: bool, buffers: tuple[bytearray, ...]
+    ) -> None:
         # What a task printed shows before its result is handed back (unless the parent's
         # stdout is too slow to keep up: then the wait is bounded).
         self._read_output(w, 1, final=True)
@@ -779,11 +781,12 @@ class ProcessBackend:
             w, n, user, took - user, chunk.job, chunk.indices[0] if n else 0, chunk.items
         )
         try:
-            body = loads(memoryview(msg)[1 + RESULT_HEAD.size :])
+            # Out-of-band buffers become the results' memory (numpy arrays): no copy here.
+            body = loads(memoryview(msg)[1 + RESULT_HEAD.size :], buffers=buffers)
         except BaseException as exc:  # noqa: BLE001 - a result that cannot be unpickled here
             self._deliver_all(chunk, Failure(TRANSPORT, exc, pid=w.handle.pid))
             return
-        del msg
+        del msg, buffers
         packed, data = body[0], body[1]
         if traced:
             self._emit_tasks(w, chunk, packed, data, body[2], started_ns, ended_ns)

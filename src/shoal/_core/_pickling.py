@@ -17,6 +17,7 @@ import io
 import pickle
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "digest",
     "dumps",
         "dumps_result",
+    "dumps_result_parts",
     "loads",
     "lookup_main",
     "rebind_to_main",
@@ -117,6 +119,48 @@ def dumps_result(obj: Any) -> bytes:
     buf = io.BytesIO()
     _ResultPickler(buf, protocol=PROTOCOL).dump(obj)
     return buf.getvalue()
+
+
+class _Keep:
+    """A file for the pickler that keeps what it is given rather than copying it: the pickle's
+    64 KiB frames and, whole, any large bytes or buffer pickled in-band."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[Any], object]) -> None:
+        self.write = write
+
+
+def dumps_result_parts(
+    obj: Any, out_of_band: int
+) -> tuple[list[bytes | bytearray | memoryview], list[memoryview]]:
+    """Pickle a worker's result without copying its large buffers: ``(parts, buffers)``.
+
+    ``parts`` are the pickle's bytes in order (to be written one after another); ``buffers``
+    are the raw memory of the buffers of ``out_of_band`` bytes or more that protocol 5 offers
+    (numpy arrays, ``PickleBuffer``), to be passed as ``buffers=`` to ``pickle.loads``. Both
+    point into ``obj``: write them before letting it go.
+    """
+    parts: list[Any] = []
+    keep = _Keep(parts.append)  # a C method: a small result costs what BytesIO would
+    buffers: list[memoryview] = []
+
+    def out(buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < out_of_band:
+            return True  # in-band
+        buffers.append(raw)
+        return False
+
+    _ResultPickler(keep, protocol=PROTOCOL, buffer_callback=out).dump(obj)
+    if len(parts) > 1:  # large data was handed over whole: make every part plain bytes
+        for i, part in enumerate(parts):
+            if isinstance(part, pickle.PickleBuffer):
+                parts[i] = part.raw()
+            elif isinstance(part, memoryview) and part.obj is None:
+                # Raw memory of an object the pickler may let go of once done: copy it.
+                parts[i] = bytes(part)
+    return parts, buffers
 
 
 def rebind_to_main(fn: Any, _seen: dict[int, Any] | None = None) -> Any:

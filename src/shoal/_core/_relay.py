@@ -83,7 +83,7 @@ def encode(
     )
 
 
-def decode(payload: bytes | memoryview) -> tuple[Any, ...]:
+def decode(payload: bytes | bytearray | memoryview) -> tuple[Any, ...]:
     return tuple(pickle.loads(payload[1:]))
 
 
@@ -265,7 +265,7 @@ class NestedProgress:
 
     # -- the manager thread --------------------------------------------------------------------
 
-    def event(self, w: Any, name: str, payload: bytes, cid: int, outer: Any) -> None:
+    def event(self, w: Any, name: str, payload: bytes | bytearray, cid: int, outer: Any) -> None:
         """A ``P`` frame from worker ``w`` (named ``name``), while it runs chunk ``cid`` of a
         call whose own bar is ``outer``."""
         try:
