@@ -8,7 +8,7 @@ Dependencies point down only::
     _pool, _executor,   _core and _errors; backends only through the registry in _core, by name;
     _map                _observing (which imports observe/ lazily, for trace= and progress=)
     _backends/*         _core and _errors; of each other only their own helpers
-                        (_process: _launch, _spawn, _worker, _wire; _launch: _spawn,
+                        (_process: _launch, _segments, _spawn, _worker, _wire; _launch: _spawn,
                         _zygote; ...); never the facades
     observe/            _core and _errors (it listens to core events)
     shared/             _errors only: independent of the pool machinery
@@ -39,6 +39,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "shoal"
 BACKEND_HELPERS: dict[str, set[str]] = {
     "shoal._backends._process": {
         "shoal._backends._launch",
+        "shoal._backends._segments",
         "shoal._backends._shared_init",
         "shoal._backends._spawn",
         "shoal._backends._worker",
@@ -52,7 +53,12 @@ BACKEND_HELPERS: dict[str, set[str]] = {
     },
     "shoal._backends._spawn": {"shoal._backends._zygote", "shoal._backends._worker"},
     "shoal._backends._zygote": {"shoal._backends._worker", "shoal._backends._shared_init"},
-    "shoal._backends._worker": {"shoal._backends._wire", "shoal._backends._shared_init"},
+    "shoal._backends._worker": {
+        "shoal._backends._wire",
+        "shoal._backends._shared_init",
+        "shoal._backends._segments",
+    },
+    "shoal._backends._segments": set(),
     "shoal._backends._shared_init": set(),
     "shoal._backends._wire": set(),
     "shoal._backends._thread": set(),

@@ -26,10 +26,24 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
+from shoal._backends._segments import Segment, SegmentStore
 from shoal._backends._shared_init import init_frame
 from shoal._backends._spawn import SharedSlots
-from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
-from shoal._backends._worker import FAST, FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
+from shoal._backends._wire import (
+    CHUNK_HEAD,
+    RESULT_HEAD,
+    FrameReader,
+    frame_header,
+    pack_segments,
+)
+from shoal._backends._worker import (
+    FAST,
+    FUNCTION_CACHE_SIZE,
+    SHARED,
+    SLOT_WIDTH,
+    TIMED,
+    TRACED,
+)
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
@@ -44,7 +58,7 @@ from shoal._core._outcome import (
     short_repr,
 )
 from shoal._core._output import OutputForwarder
-from shoal._core._pickling import digest, dumps, loads
+from shoal._core._pickling import digest, dumps, loads, mark_large_bytes
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import Chunk
 from shoal._errors import TaskTimeout, WorkerDied
@@ -63,20 +77,34 @@ _INTERRUPTED = "interrupted"
 TERMINATE_GRACE = 1.0
 _WRITEV_MAX = 64
 
-_stable_wires: dict[Any, tuple[bytes, bytes]] = {}
+_stable_wires: dict[Any, tuple[bytes, bytes, tuple[Segment, ...]]] = {}
 
 
-def _function_wire(fn: Any) -> tuple[bytes, bytes]:
-    """The (digest, pickled bytes) of a function. Importable functions are pickled once per
-    process: their pickle is a reference, and cannot go stale."""
+def _function_wire(
+    fn: Any, store: SegmentStore | None = None, call: Any = None
+) -> tuple[bytes, bytes, tuple[Segment, ...]]:
+    """The (digest, pickled bytes, segments) of a function. Importable functions are pickled
+    once per process: their pickle is a reference, and cannot go stale.
+
+    With a ``store``, large buffers the function holds (a ``functools.partial`` bound to an
+    array) go to shared segments of ``call``; the digest then covers the small pickle and the
+    segments' serials, never the buffers' content."""
     try:
         hit = _stable_wires.get(fn)
     except TypeError:  # an unhashable callable
         hit = None
     if hit is not None:
         return hit
-    blob = dumps(fn)
-    wire = (digest(blob), blob)
+    if store is not None:
+        buffers: list[Any] = []
+        blob = dumps(fn, buffers)
+        if buffers:
+            segments = store.segments(buffers, call)
+            serials = b"".join(seg.desc[0].to_bytes(8, "big") for seg in segments)
+            return digest(blob + serials), blob, segments
+    else:
+        blob = dumps(fn)
+    wire = (digest(blob), blob, ())
     if (
         isinstance(fn, types.FunctionType | types.BuiltinFunctionType)
         and getattr(fn, "__module__", "__main__") != "__main__"
@@ -91,6 +119,7 @@ def _function_wire(fn: Any) -> tuple[bytes, bytes]:
 class _Worker:
     __slots__ = (
         "assigned",
+        "bound",
         "check_at",
         "err_fd",
         "functions",
@@ -106,6 +135,8 @@ class _Worker:
         "ready",
         "result_fd",
         "retiring",
+        "segments",
+        "shared",
         "slot",
         "stopping",
         "task_fd",
@@ -122,6 +153,12 @@ class _Worker:
         self.reader = FrameReader()
         self.inflight: deque[Chunk] = deque()
         self.functions: OrderedDict[bytes, None] = OrderedDict()
+        #: The segments each function of ``functions`` is bound to (mirrors the worker's).
+        self.bound: dict[bytes, frozenset[int]] = {}
+        #: Serials of the segments this worker was sent (told to drop them when they end).
+        self.segments: set[int] = set()
+        #: It can map the pool's shared segments (its probe said so in its ready frame).
+        self.shared = False
         self.assigned = 0
         #: Takes no more chunks (max_tasks_per_child reached, memory guard); exits by itself.
         self.retiring = False
@@ -163,6 +200,8 @@ class ProcessBackend:
         n_slots = 2 * self._max
         self._slots = SharedSlots(SLOT_WIDTH * n_slots)
         self._slot_view = self._slots.view
+        #: Large buffers of functions and items, sent once per call in shared memory.
+        self._store = SegmentStore(self._wake)
         # Made per worker: initargs such as a multiprocessing.Queue are shared with each worker
         # as multiprocessing shares them with a process it starts (see _shared_init). Before
         # make_launcher: under fork the zygote must inherit what this registers.
@@ -174,6 +213,7 @@ class ProcessBackend:
                 config.init_logger,
                 config.extra.get("max_memory_per_worker"),
                 logging.getLogger().getEffectiveLevel(),
+                self._store.probe,
             ),
             ctx.get_start_method(),
         )
@@ -264,11 +304,64 @@ class ProcessBackend:
             done.wait()
 
     def submit(self, chunk: Chunk) -> None:
-        key, blob = _function_wire(chunk.fn)
-        # The last item: the interrupt epoch it was submitted in (see interrupt()).
-        chunk.wire = [key, blob, dumps(chunk.items), 0, self._epoch]
+        chunk.wire = self._encode(chunk, self._epoch)
         self._pending.append(chunk)
         self._wake()
+
+    def _encode(self, chunk: Chunk, epoch: int) -> list[Any]:
+        """A chunk's payload: ``[digest, function pickle, items pickle, chunk id, epoch
+        (the interrupt epoch it was submitted in, see interrupt()), the function's segments,
+        the items' segments, the in-band form for a worker without shared memory]``."""
+        store = self._store if self._store.enabled else None
+        if store is None:
+            key, blob, _ = _function_wire(chunk.fn)
+            return [key, blob, dumps(chunk.items), 0, epoch, (), (), None]
+        # The call this chunk is part of: what keeps a large buffer sent once (Sink.call).
+        call = getattr(chunk.sink, "call", None) or chunk.sink
+        key, blob, fn_segments = _function_wire(chunk.fn, store, call)
+        buffers: list[Any] = []
+        items = dumps(mark_large_bytes(chunk.items, chunk.mode), buffers)
+        item_segments = store.segments(buffers, call) if buffers else ()
+        return [key, blob, items, 0, epoch, fn_segments, item_segments, None]
+
+    def _encode_retry(self, chunk: Chunk) -> bool:
+        """Encode a remainder or a retry, made here after a failure or a death (while the chunk
+        it came from still holds the call's segments, so it finds them rather than copying the
+        buffers again); False if it cannot be encoded: its items are failed."""
+        try:
+            chunk.wire = self._encode(chunk, 0)
+        except BaseException as exc:  # noqa: BLE001
+            self._deliver_all(chunk, Failure(TRANSPORT, exc))
+            return False
+        return True
+
+    def _drop_segments(self) -> None:
+        """Segments whose calls are over: workers that were sent them drop them and the
+        functions bound to them (a ``D`` frame), and their mirrors here forget the same."""
+        queue = self._store.ended
+        ended = set()
+        while queue:
+            ended.add(queue.popleft())
+        for w in self._workers.values():
+            hit = w.segments & ended
+            if not hit:
+                continue
+            w.segments -= hit
+            for key in [k for k, serials in w.bound.items() if serials & hit]:
+                del w.bound[key]
+                w.functions.pop(key, None)
+            self._queue_out(w, b"D" + pack_segments([(s, 0, 0, 0, 0) for s in sorted(hit)]))
+
+    def _in_band(self, chunk: Chunk) -> tuple[bytes, bytes, bytes]:
+        """The chunk's digest, function and items with every buffer in the pickle, for a worker
+        that cannot map shared memory (made once, kept in the wire)."""
+        wire = chunk.wire
+        if wire[7] is None:
+            key, blob, _ = _function_wire(chunk.fn)
+            items = dumps(chunk.items) if wire[6] else wire[2]
+            wire[7] = (key, blob, items)
+        in_band: tuple[bytes, bytes, bytes] = wire[7]
+        return in_band
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._command("close", cancel_pending)
@@ -313,6 +406,8 @@ class ProcessBackend:
         try:
             while True:
                 self._handle_commands()
+                if self._store.ended:
+                    self._drop_segments()
                 self._schedule()
                 if self._finished():
                     break
@@ -537,29 +632,49 @@ class ProcessBackend:
             if not chunk.sink.claim():
                 chunk.release()
                 continue
+            if chunk.wire is None and not self._encode_retry(chunk):
+                continue  # a remainder or a retry that could not be encoded: failed
             wire = chunk.wire
-            if wire is None:  # a remainder or a retry: encode it now
+            fn_segments: tuple[Segment, ...] = wire[5]
+            item_segments: tuple[Segment, ...] = wire[6]
+            if (fn_segments or item_segments) and not w.shared:
                 try:
-                    key, blob = _function_wire(chunk.fn)
-                    wire = chunk.wire = [key, blob, dumps(chunk.items), 0, 0]
+                    key, blob, items_blob = self._in_band(chunk)
                 except BaseException as exc:  # noqa: BLE001
                     self._deliver_all(chunk, Failure(TRANSPORT, exc))
                     continue
-            key, blob, items_blob = wire[0], wire[1], wire[2]
+                fn_segments = item_segments = ()
+            else:
+                key, blob, items_blob = wire[0], wire[1], wire[2]
             cid = wire[3] = next(self._cids)
             functions = w.functions
             if key in functions:
                 functions.move_to_end(key)
             else:
-                self._queue_out(w, b"F" + key + blob)
+                if fn_segments:
+                    table = [seg.desc for seg in fn_segments]
+                    self._queue_out(w, b"G" + key + pack_segments(table), blob)
+                    serials = frozenset(desc[0] for desc in table)
+                    w.bound[key] = serials
+                    w.segments.update(serials)
+                else:
+                    self._queue_out(w, b"F" + key + blob)
                 functions[key] = None
                 if len(functions) > FUNCTION_CACHE_SIZE:
-                    functions.popitem(last=False)
+                    old, _ = functions.popitem(last=False)
+                    w.bound.pop(old, None)
             timeout = chunk.opts.timeout if chunk.opts is not None else None
             mode = chunk.mode | (TIMED if timeout is not None else 0)
             if self.events.active:
                 mode |= TRACED
-            head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
+            if item_segments:
+                table = [seg.desc for seg in item_segments]
+                w.segments.update(desc[0] for desc in table)
+                head = b"C" + CHUNK_HEAD.pack(
+                    cid, key, mode | SHARED, len(chunk.indices)
+                ) + pack_segments(table)
+            else:
+                head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
             self._queue_out(w, head, items_blob)
             if not w.inflight:
                 w.head_since = time.monotonic()
@@ -627,6 +742,11 @@ class ProcessBackend:
                 self._on_result(w, msg, kind == 84)
             elif kind == 89:  # Y: ready (its initializer ran)
                 w.ready = True
+                w.shared = msg[1:2] == b"1"
+                if not w.shared and len(msg) > 2:
+                    self._store.disable(
+                        f"worker pid {w.handle.pid}: {msg[2:].decode(errors='replace')}"
+                    )
             elif kind == 76:  # L: a log record made in the worker
                 self._log_record(w, msg)
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
@@ -782,6 +902,8 @@ class ProcessBackend:
         """Retry a failed item, or deliver its failure."""
         retry, delay = settle(chunk, pos, failure)
         if retry is not None:
+            if not self._encode_retry(retry):
+                return
             self.recorder.retried += 1
             if delay > 0:
                 heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), retry))
@@ -940,7 +1062,10 @@ class ProcessBackend:
             if pos == FAST and n > 1:
                 # Died somewhere in a chunk run on the fast path: run its items again one per
                 # chunk, uncounted; the culprit will die alone and be blamed then.
-                requeue.extend(running.subset([p]) for p in range(n))
+                for p in range(n):
+                    part = running.subset([p])
+                    if self._encode_retry(part):
+                        requeue.append(part)
                 requeue.extend(inflight[1:])
                 running.release()
                 self._requeue(requeue)
@@ -950,7 +1075,9 @@ class ProcessBackend:
                 self._fail_item(running, p, self._death_failure(w, running, p, code))
             rest = [p for p in range(n) if p not in blamed]
             if rest:
-                requeue.append(running.subset(rest))
+                part = running.subset(rest)
+                if self._encode_retry(part):
+                    requeue.append(part)
             running.release()
         else:
             requeue.append(running)
@@ -1036,6 +1163,7 @@ class ProcessBackend:
         except Exception:  # noqa: BLE001
             traceback.print_exc()
         self._selector.close()
+        self._store.close()
         self.output.flush()
         weakref.finalize(self, self._slots.close)
         self._started.set()
