@@ -51,6 +51,13 @@ _THREAD_STYLE = Presentation(
 )
 
 
+class _MapCall:
+    """What a map's batches share: one call, whose large buffers are sent once (Sink.call).
+    It lives as long as the map's futures do."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _FutureSink:
     """Connects one future to the backend: a chunk of one call, or of a ``map`` batch (whose
     future's result is the batch's list of results; the first failure fails it)."""
@@ -71,7 +78,7 @@ class _FutureSink:
         #: A progress bar shared by a map's batches (``update(ok)`` per item).
         self.progress: Any = None
         #: Shared by a map's batches: one call, whose large buffers are sent once (Sink.call).
-        self.call: object | None = None
+        self.call: _MapCall | None = None
 
     def claim(self) -> bool:
         # A chunk can be claimed again: re-queued after its worker died, or retried.
@@ -264,7 +271,7 @@ class Executor(concurrent.futures.Executor):
         # map, as Pool.map does (a per-executor counter plus the offset in a batch would give two
         # items the same number).
         starts = itertools.count(0, chunksize)
-        call = object()
+        call = _MapCall()
         with self._shutdown_lock:
             self._check_open()
             if buffersize is None:
@@ -292,7 +299,7 @@ class Executor(concurrent.futures.Executor):
         chunksize: int,
         starts: Iterator[int],
         bar: Any = None,
-        call: object | None = None,
+        call: _MapCall | None = None,
     ) -> Future | None:
         batch = next(batches, None)
         if batch is None:
@@ -311,7 +318,7 @@ class Executor(concurrent.futures.Executor):
         batch: list[Any],
         chunksize: int,
         start: int,
-        call: object | None = None,
+        call: _MapCall | None = None,
     ) -> Future:
         holder: list[Any] = []
         future = self._new_future(holder)

@@ -60,7 +60,7 @@ from shoal._core._outcome import (
 from shoal._core._output import OutputForwarder
 from shoal._core._pickling import digest, dumps, loads, mark_large_bytes
 from shoal._core._stats import Statistics, StatsRecorder
-from shoal._core._task import Chunk
+from shoal._core._task import CALL, Chunk
 from shoal._errors import TaskTimeout, WorkerDied
 
 __all__ = ["ProcessBackend"]
@@ -81,7 +81,7 @@ _stable_wires: dict[Any, tuple[bytes, bytes, tuple[Segment, ...]]] = {}
 
 
 def _function_wire(
-    fn: Any, store: SegmentStore | None = None, call: Any = None
+    fn: Any, store: SegmentStore | None = None, call: Any = None, hold: bool = False
 ) -> tuple[bytes, bytes, tuple[Segment, ...]]:
     """The (digest, pickled bytes, segments) of a function. Importable functions are pickled
     once per process: their pickle is a reference, and cannot go stale.
@@ -99,7 +99,7 @@ def _function_wire(
         buffers: list[Any] = []
         blob = dumps(fn, buffers)
         if buffers:
-            segments = store.segments(buffers, call)
+            segments = store.segments(buffers, call, hold)
             serials = b"".join(seg.desc[0].to_bytes(8, "big") for seg in segments)
             return digest(blob + serials), blob, segments
     else:
@@ -155,7 +155,8 @@ class _Worker:
         self.functions: OrderedDict[bytes, None] = OrderedDict()
         #: The segments each function of ``functions`` is bound to (mirrors the worker's).
         self.bound: dict[bytes, frozenset[int]] = {}
-        #: Serials of the segments this worker was sent (told to drop them when they end).
+        #: Serials of the segments its cached functions are bound to (it is told to drop
+        #: those functions when the segments end).
         self.segments: set[int] = set()
         #: It can map the pool's shared segments (its probe said so in its ready frame).
         self.shared = False
@@ -192,6 +193,9 @@ class ProcessBackend:
 
     def __init__(self, config: WorkerConfig) -> None:
         self._config = config
+        #: Large buffers of functions and items, sent once per call in shared memory. First:
+        #: it checks SHOAL_SHARED_MEMORY, and a bad value must leave nothing to clean up.
+        self._store = SegmentStore(self._wake)
         ctx = config.context if config.context is not None else multiprocessing.get_context()
         self._context = ctx
         self._max = config.max_workers
@@ -200,8 +204,6 @@ class ProcessBackend:
         n_slots = 2 * self._max
         self._slots = SharedSlots(SLOT_WIDTH * n_slots)
         self._slot_view = self._slots.view
-        #: Large buffers of functions and items, sent once per call in shared memory.
-        self._store = SegmentStore(self._wake)
         # Made per worker: initargs such as a multiprocessing.Queue are shared with each worker
         # as multiprocessing shares them with a process it starts (see _shared_init). Before
         # make_launcher: under fork the zygote must inherit what this registers.
@@ -316,12 +318,14 @@ class ProcessBackend:
         if store is None:
             key, blob, _ = _function_wire(chunk.fn)
             return [key, blob, dumps(chunk.items), 0, epoch, (), (), None]
-        # The call this chunk is part of: what keeps a large buffer sent once (Sink.call).
+        # The call this chunk is part of: what keeps a large buffer sent once (Sink.call). A
+        # call of one chunk (apply, submit) needs no more than the chunk to hold its segments.
         call = getattr(chunk.sink, "call", None) or chunk.sink
-        key, blob, fn_segments = _function_wire(chunk.fn, store, call)
+        hold = chunk.mode != CALL
+        key, blob, fn_segments = _function_wire(chunk.fn, store, call, hold)
         buffers: list[Any] = []
         items = dumps(mark_large_bytes(chunk.items, chunk.mode), buffers)
-        item_segments = store.segments(buffers, call) if buffers else ()
+        item_segments = store.segments(buffers, call, hold) if buffers else ()
         return [key, blob, items, 0, epoch, fn_segments, item_segments, None]
 
     def _encode_retry(self, chunk: Chunk) -> bool:
@@ -668,8 +672,8 @@ class ProcessBackend:
             if self.events.active:
                 mode |= TRACED
             if item_segments:
+                # Items are mapped afresh for each chunk and go with it: nothing to drop later.
                 table = [seg.desc for seg in item_segments]
-                w.segments.update(desc[0] for desc in table)
                 head = b"C" + CHUNK_HEAD.pack(
                     cid, key, mode | SHARED, len(chunk.indices)
                 ) + pack_segments(table)

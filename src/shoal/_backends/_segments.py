@@ -43,11 +43,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Segment", "SegmentStore", "WorkerMaps", "probe"]
+__all__ = ["ENV", "Segment", "SegmentStore", "map_segments", "probe"]
 
 #: The name memfds show in ``/proc/<pid>/fd`` and ``/proc/<pid>/maps`` (``/memfd:shoal-buffer``).
 NAME = "shoal-buffer"
 _PROBE_NAME = "shoal-probe"
+#: ``SHOAL_SHARED_MEMORY=0`` sends large buffers in the pickle (read when a pool starts, and by
+#: each worker as it starts).
+ENV = "SHOAL_SHARED_MEMORY"
 #: Bytes per write into a segment: Linux writes at most about 2 GiB in one call.
 _WRITE_STEP = 1 << 30
 
@@ -56,12 +59,27 @@ Descriptor = tuple[int, int, int, int, int]  # serial, pid, fd, inode, size
 _log = logging.getLogger("shoal")
 
 
+class _Strong:
+    """A strong reference that answers like a weak one (for a call that cannot be weakly
+    referenced)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __call__(self) -> Any:
+        return self.obj
+
+
 class Segment:
     """One out-of-band buffer, copied into a memfd of this process."""
 
-    __slots__ = ("__weakref__", "desc", "fd", "keep", "store")
+    __slots__ = ("__weakref__", "call", "desc", "exporter", "fd", "store")
 
-    def __init__(self, store: SegmentStore, serial: int, raw: memoryview, keep: Any) -> None:
+    def __init__(
+        self, store: SegmentStore, serial: int, raw: memoryview, exporter: Any, call: Any
+    ) -> None:
         fd = os.memfd_create(NAME, os.MFD_CLOEXEC)
         try:
             size = raw.nbytes
@@ -74,8 +92,14 @@ class Segment:
             raise
         self.fd = fd
         self.store = store
-        #: The call and the buffer's exporter: their ids key the cache, so they must live.
-        self.keep = keep
+        #: The buffer's object: its id keys the cache, so it must live as long.
+        self.exporter = exporter
+        #: The call (weakly, if it can be: the call holds its segments, see SegmentStore);
+        #: checked on a hit, as a dead call's id may be a new call's.
+        try:
+            self.call: Callable[[], Any] = weakref.ref(call)
+        except TypeError:
+            self.call = _Strong(call)
         self.desc: Descriptor = (serial, store.pid, fd, inode, size)
 
     def __del__(self) -> None:
@@ -101,18 +125,29 @@ class SegmentStore:
         self._cache: weakref.WeakValueDictionary[tuple[int, int, int], Segment] = (
             weakref.WeakValueDictionary()
         )
+        #: The segments each live call of many chunks holds, by the call's id.
+        self._held: dict[int, list[Segment]] = {}
         self._serials = itertools.count(1)
         self._lock = threading.Lock()
-        self._probe_fd = -1
+        self._close_probe: Callable[[], Any] = lambda: None
         #: The descriptor workers check they can open, or None: segments are not made.
         self.probe: Descriptor | None = None
+        setting = os.environ.get(ENV, "1")
+        if setting not in ("0", "1"):
+            raise ValueError(
+                f"{ENV} must be 0 (large buffers travel in the pickle) or 1 (once, through "
+                f"shared memory: the default), not {setting!r}"
+            )
+        if setting == "0":
+            _log.debug("shoal: %s=0: large buffers travel in the pickle", ENV)
+            return
         try:
             fd = os.memfd_create(_PROBE_NAME, os.MFD_CLOEXEC)
         except (AttributeError, OSError) as exc:  # not Linux, or a kernel without memfd
             _log.debug("shoal: no memfd_create (%s); large buffers travel in the pickle", exc)
             return
+        self._close_probe = weakref.finalize(self, os.close, fd)
         os.ftruncate(fd, 1)
-        self._probe_fd = fd
         self.probe = (0, self.pid, fd, os.fstat(fd).st_ino, 1)
 
     @property
@@ -127,26 +162,45 @@ class SegmentStore:
                        "the pickle", why)
             self.probe = None
 
-    def segments(self, buffers: list[pickle.PickleBuffer], call: Any) -> tuple[Segment, ...]:
+    def segments(
+        self, buffers: list[pickle.PickleBuffer], call: Any, hold: bool
+    ) -> tuple[Segment, ...]:
         """The segments for ``buffers`` (from ``dumps(obj, buffers)``) in one call: made now,
-        or the ones this call already made for the same buffers."""
+        or the ones this call already made for the same buffers.
+
+        Chunks hold their segments. With ``hold`` (a call of many chunks: a map), the call
+        object holds them too, for as long as it lives: one chunk may be done before the
+        next is even submitted, and the buffer must not be copied again for it."""
         out = []
         for pb in buffers:
             raw = pb.raw()
             exporter = memoryview(pb).obj
             key = (id(call), id(exporter), raw.nbytes)
             seg = self._cache.get(key)
-            if seg is None:
+            if seg is None or seg.call() is not call:
                 # Copied without the lock held: the manager thread (a retry) never waits for
                 # another thread's copy. Two threads copying the same buffer at once (rare)
                 # both succeed; the first one stored is kept.
-                made = Segment(self, next(self._serials), raw, (call, exporter))
+                made = Segment(self, next(self._serials), raw, exporter, call)
                 with self._lock:
                     seg = self._cache.get(key)
-                    if seg is None:
+                    if seg is None or seg.call() is not call:
                         seg = self._cache[key] = made
+                        if hold:
+                            self._hold(call, seg)
             out.append(seg)
         return tuple(out)
+
+    def _hold(self, call: Any, seg: Segment) -> None:
+        held = self._held.get(id(call))
+        if held is None:
+            try:
+                # Runs as the call object is freed, before its id can be reused.
+                weakref.finalize(call, self._held.pop, id(call), None)
+            except TypeError:  # it cannot be weakly referenced: its chunks alone hold these
+                return
+            held = self._held[id(call)] = []
+        held.append(seg)
 
     def segment_ended(self, serial: int) -> None:
         self.ended.append(serial)
@@ -155,9 +209,7 @@ class SegmentStore:
             wake()
 
     def close(self) -> None:
-        if self._probe_fd >= 0:
-            os.close(self._probe_fd)
-            self._probe_fd = -1
+        self._close_probe()
         self.probe = None
 
 
@@ -187,6 +239,8 @@ def probe(desc: Descriptor | None) -> str | None:
     """None if this process can map the pool's segments, else why not."""
     if desc is None:
         return "the pool makes no segments"
+    if os.environ.get(ENV) == "0":
+        return f"turned off in the worker ({ENV}=0)"
     try:
         _map(desc).release()
     except (OSError, ValueError) as exc:
@@ -194,26 +248,16 @@ def probe(desc: Descriptor | None) -> str | None:
     return None
 
 
-class WorkerMaps:
-    """The segments a worker has mapped, by serial, until the parent says their call ended."""
-
-    __slots__ = ("_maps",)
-
-    def __init__(self) -> None:
-        self._maps: dict[int, memoryview] = {}
-
-    def buffers(self, table: list[Descriptor]) -> list[memoryview]:
-        maps = self._maps
-        out = []
-        for desc in table:
-            view = maps.get(desc[0])
-            if view is None:
-                view = maps[desc[0]] = _map(desc)
-            out.append(view)
-        return out
-
-    def drop(self, serials: set[int]) -> None:
-        # Only forgotten, never released or closed: arrays built on a mapping may still be
-        # alive (a task kept one); the mapping goes with the last of them.
-        for serial in serials:
-            self._maps.pop(serial, None)
+def map_segments(table: list[Descriptor]) -> list[memoryview]:
+    """The buffers for ``pickle.loads(..., buffers=)``: each segment mapped afresh for this
+    frame (once, if it is listed twice), never shared with another chunk's items, so a task
+    that changes its argument in place cannot change what the next chunk sees. The mapping
+    lives as long as what was built on it (an array, a cached function)."""
+    mapped: dict[int, memoryview] = {}
+    out = []
+    for desc in table:
+        view = mapped.get(desc[0])
+        if view is None:
+            view = mapped[desc[0]] = _map(desc)
+        out.append(view)
+    return out

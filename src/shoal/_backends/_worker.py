@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from shoal._backends._segments import WorkerMaps, probe
+from shoal._backends._segments import map_segments, probe
 from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._wire import (
     CHUNK_HEAD,
@@ -387,7 +387,6 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     functions: OrderedDict[bytes, Any] = OrderedDict()
     #: The segments each cached function is bound to (the ones that arrived with a G frame).
     bound: dict[bytes, set[int]] = {}
-    maps = WorkerMaps()
     done = 0
     clock = time.monotonic_ns
     while True:
@@ -409,7 +408,7 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                 if mode & SHARED:
                     mode &= ~SHARED
                     table, at = unpack_segments(msg, at)
-                    items = loads(memoryview(msg)[at:], buffers=maps.buffers(table))
+                    items = loads(memoryview(msg)[at:], buffers=map_segments(table))
                 else:
                     items = loads(memoryview(msg)[at:])
                 if isinstance(fn, _Unloadable):
@@ -444,7 +443,7 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                 if kind == _G:
                     table, at = unpack_segments(msg, 17)
                     bound[key] = {desc[0] for desc in table}
-                    fn = loads(memoryview(msg)[at:], buffers=maps.buffers(table))
+                    fn = loads(memoryview(msg)[at:], buffers=map_segments(table))
                 else:
                     fn = loads(memoryview(msg)[17:])
                 functions[key] = rebind_to_main(fn)
@@ -456,10 +455,9 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                 old, _ = functions.popitem(last=False)
                 bound.pop(old, None)
         elif kind == _D:
-            # Those segments' calls are over: drop them and the functions bound to them (the
-            # parent drops the same from its mirror of this cache), so the memory goes.
+            # Those segments' calls are over: drop the functions bound to them (the parent
+            # drops the same from its mirror of this cache), so their mappings go.
             over = {desc[0] for desc in unpack_segments(msg, 1)[0]}
-            maps.drop(over)
             for key in [k for k, serials in bound.items() if serials & over]:
                 del bound[key]
                 functions.pop(key, None)

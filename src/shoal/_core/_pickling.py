@@ -9,9 +9,9 @@
 * Results: plain pickle, except that classes and functions of ``__main__`` go back by reference,
   so the parent gets its own class back rather than a copy.
 * Large buffers (``dumps(obj, buffers)``): numpy arrays and other buffers of ``OUT_OF_BAND``
-  bytes or more, large bytearrays, and large bytes bound in a ``functools.partial`` or given as
-  a task's argument, leave the pickle (protocol 5, out of band); the process backend sends them
-  once through shared memory.
+  bytes or more, and large bytes and bytearrays bound in a ``functools.partial`` or given as a
+  task's item or argument, leave the pickle (protocol 5, out of band); the process backend
+  sends them once through shared memory.
 """
 
 from __future__ import annotations
@@ -78,20 +78,24 @@ class _PlainPickler(pickle.Pickler):
 
 
 class _LargeBytes:
-    """Stands in for a large ``bytes`` while pickling: the pickler never offers exact bytes to
-    ``reducer_override``, so only a stand-in can send them out of band. Unpickles as bytes."""
+    """Stands in for a large ``bytes`` or ``bytearray`` while pickling: the pickler never
+    offers those to ``reducer_override``, so only a stand-in can send them out of band.
+    Unpickles as the original type (a copy of the buffer's content, as plain pickle gives)."""
 
     __slots__ = ("data",)
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | bytearray) -> None:
         self.data = data
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return bytes, (pickle.PickleBuffer(self.data),)
+        return type(self.data), (pickle.PickleBuffer(self.data),)
+
+
+_BYTES = frozenset((bytes, bytearray))
 
 
 def _is_large_bytes(obj: Any) -> bool:
-    return type(obj) is bytes and len(obj) >= OUT_OF_BAND
+    return type(obj) in _BYTES and len(obj) >= OUT_OF_BAND
 
 
 def _mark(obj: Any) -> Any:
@@ -99,13 +103,9 @@ def _mark(obj: Any) -> Any:
 
 
 def _large_reduce(obj: Any) -> Any:
-    """How the out-of-band picklers send a large bytearray (as a buffer, rebuilt as a
-    bytearray: the worker gets its own copy, as with plain pickle) and a partial that binds
-    large bytes; None for anything else."""
-    kind = type(obj)
-    if kind is bytearray and len(obj) >= OUT_OF_BAND:
-        return bytearray, (pickle.PickleBuffer(obj),)
-    if kind is functools.partial and (
+    """How the out-of-band picklers send a partial that binds large bytes or bytearrays;
+    None for anything else."""
+    if type(obj) is functools.partial and (
         any(map(_is_large_bytes, obj.args))
         or (obj.keywords and any(map(_is_large_bytes, obj.keywords.values())))
     ):
@@ -142,15 +142,16 @@ def _cloud_out_of_band() -> Any:
 def mark_large_bytes(items: Sequence[Any], mode: int) -> Sequence[Any]:
     """A chunk's items with each large ``bytes`` given as an item or as an item's argument
     marked to travel out of band (the pickler cannot see bytes itself); ``items`` itself when
-    there is none, found at C speed, so small items pay next to nothing."""
+    there is none, found at C speed, so small items pay next to nothing. Bytes deeper in an
+    item (in a dict, in an object) travel in the pickle."""
     if mode == ONE:
-        if bytes not in map(type, items):
+        if _BYTES.isdisjoint(map(type, items)):
             return items
         return [_mark(x) for x in items]
     if mode == STAR:
         # Only tuples and lists are looked into: iterating another iterable could consume it.
-        if not set(map(type, items)) <= {tuple, list} or bytes not in map(
-            type, itertools.chain.from_iterable(items)
+        if not set(map(type, items)) <= {tuple, list} or _BYTES.isdisjoint(
+            map(type, itertools.chain.from_iterable(items))
         ):
             return items
         return [type(x)(map(_mark, x)) for x in items]
@@ -176,8 +177,9 @@ def dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None = None) -> bytes:
     name the function), with the code's file renamed ``<dynamic-code>``, so the worker's
     traceback loses its source lines (CPython's ``test_traceback`` reads them).
 
-    With ``buffers``, contiguous buffers of ``OUT_OF_BAND`` bytes or more (numpy arrays, large
-    bytearrays, large bytes marked by ``mark_large_bytes`` or bound in a partial) are appended
+    With ``buffers``, contiguous buffers of ``OUT_OF_BAND`` bytes or more (numpy arrays and
+    the like, large bytes and bytearrays marked by ``mark_large_bytes`` or bound in a partial)
+    are appended
     to it instead of being copied into the pickle, in the order ``loads(data, buffers=...)``
     wants them back. Nothing is copied here: the caller decides where they go.
     """
