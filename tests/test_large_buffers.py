@@ -162,6 +162,18 @@ def test_memory_is_released_when_the_call_ends(single: Facade) -> None:
     assert buffers.segment_fds(os.getpid()) == set()
 
 
+def test_a_stream_holds_an_item_buffer_only_while_its_chunk_runs() -> None:
+    with shoal.Pool(1, context="fork") as pool:
+        stream = pool.imap(buffers.item_probe, (_array(i) for i in range(5)))
+        out = [next(stream) for _ in range(5)]
+        assert [v for v, _ in out] == [i * (SIZE // 8) for i in range(5)]
+        assert None not in {home for _, home in out}
+        pool.apply(os.getpid)  # the manager is past the last chunk's end
+        # The stream is still alive; its items' segments are gone.
+        assert buffers.segment_fds(os.getpid()) == set()
+        del stream
+
+
 @pytest.mark.parametrize("method", START_METHODS)
 @pytest.mark.parametrize("kind", ["pool", "executor"])
 def test_worker_killed_mid_chunk_retries_with_the_same_segment(

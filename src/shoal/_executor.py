@@ -55,7 +55,11 @@ class _MapCall:
     """What a map's batches share: one call, whose large buffers are sent once (Sink.call).
     It lives as long as the map's futures do."""
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ("__weakref__", "streams")
+
+    def __init__(self, streams: bool) -> None:
+        #: Batches are submitted as results are consumed (``buffersize``).
+        self.streams = streams
 
 
 class _FutureSink:
@@ -271,7 +275,7 @@ class Executor(concurrent.futures.Executor):
         # map, as Pool.map does (a per-executor counter plus the offset in a batch would give two
         # items the same number).
         starts = itertools.count(0, chunksize)
-        call = _MapCall()
+        call = _MapCall(buffersize is not None)
         with self._shutdown_lock:
             self._check_open()
             if buffersize is None:

@@ -319,13 +319,18 @@ class ProcessBackend:
             key, blob, _ = _function_wire(chunk.fn)
             return [key, blob, dumps(chunk.items), 0, epoch, (), (), None]
         # The call this chunk is part of: what keeps a large buffer sent once (Sink.call). A
-        # call of one chunk (apply, submit) needs no more than the chunk to hold its segments.
+        # call of one chunk (apply, submit) needs no more than the chunk to hold its segments;
+        # a stream's items are held by their chunks only, or a long imap would keep them all.
         call = getattr(chunk.sink, "call", None) or chunk.sink
         hold = chunk.mode != CALL
         key, blob, fn_segments = _function_wire(chunk.fn, store, call, hold)
         buffers: list[Any] = []
         items = dumps(mark_large_bytes(chunk.items, chunk.mode), buffers)
-        item_segments = store.segments(buffers, call, hold) if buffers else ()
+        if buffers:
+            hold_items = hold and not getattr(call, "streams", False)
+            item_segments = store.segments(buffers, call, hold_items)
+        else:
+            item_segments = ()
         return [key, blob, items, 0, epoch, fn_segments, item_segments, None]
 
     def _encode_retry(self, chunk: Chunk) -> bool:
