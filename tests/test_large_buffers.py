@@ -20,6 +20,7 @@ import pytest
 import shoal
 from helpers import buffers
 from helpers.buffers import SIZE
+from shoal._backends._segments import wait_closed
 
 np = pytest.importorskip("numpy")
 
@@ -153,12 +154,15 @@ def test_memory_is_released_when_the_call_ends(single: Facade) -> None:
     homes = {home for _, home in out}
     assert len(homes) == 1 and None not in homes
     # The worker's cached function held the mapping; told the call is over, it dropped it.
-    # This task runs after that word, in the same pipe.
+    # This task runs after that word, in the same pipe; the worker's answer came first too,
+    # and the pool's process then handed its fd to the thread that closes them.
     assert single.call(buffers.mapped_segments) == set()
+    assert wait_closed(60)
     assert buffers.segment_fds(os.getpid()) == set()
     # The same for an argument of one task.
     assert single.call(buffers.item_probe, big)[1] is not None
     assert single.call(buffers.mapped_segments) == set()
+    assert wait_closed(60)
     assert buffers.segment_fds(os.getpid()) == set()
 
 
@@ -170,6 +174,7 @@ def test_a_stream_holds_an_item_buffer_only_while_its_chunk_runs() -> None:
         assert None not in {home for _, home in out}
         pool.apply(os.getpid)  # the manager is past the last chunk's end
         # The stream is still alive; its items' segments are gone.
+        assert wait_closed(60)
         assert buffers.segment_fds(os.getpid()) == set()
         del stream
 

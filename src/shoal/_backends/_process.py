@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
-from shoal._backends._segments import Segment, SegmentStore
+from shoal._backends._segments import Segment, SegmentStore, close_later
 from shoal._backends._shared_init import init_frame
 from shoal._backends._spawn import SharedSlots
 from shoal._backends._wire import (
@@ -35,6 +35,7 @@ from shoal._backends._wire import (
     FrameReader,
     frame_header,
     pack_segments,
+    unpack_segments,
 )
 from shoal._backends._worker import (
     FAST,
@@ -224,6 +225,8 @@ class ProcessBackend:
         self._output_queued = False
         self._pending: deque[Chunk] = deque()
         self._delayed: list[tuple[float, int, Chunk]] = []  # retries waiting out their backoff
+        #: Ended segments whose fd waits for workers to drop them: serial -> (fd, their slots).
+        self._unmapping: dict[int, tuple[int, set[int]]] = {}
         self._seq = itertools.count()
         self._commands: deque[tuple[Any, ...]] = deque()
         self._workers: dict[int, _Worker] = {}
@@ -345,21 +348,43 @@ class ProcessBackend:
         return True
 
     def _drop_segments(self) -> None:
-        """Segments whose calls are over: workers that were sent them drop them and the
-        functions bound to them (a ``D`` frame), and their mirrors here forget the same."""
+        """Segments no longer held: workers whose cached functions are bound to them drop
+        those (a ``D`` frame; their mirrors here forget the same). Each segment's fd is closed
+        once they said they did (``d``) or are gone, so this process frees the pages."""
         queue = self._store.ended
-        ended = set()
+        ended: dict[int, int] = {}
         while queue:
-            ended.add(queue.popleft())
+            serial, fd = queue.popleft()
+            ended[serial] = fd
+        waiting: dict[int, set[int]] = {}
         for w in self._workers.values():
-            hit = w.segments & ended
+            hit = w.segments.intersection(ended)
             if not hit:
                 continue
             w.segments -= hit
             for key in [k for k, serials in w.bound.items() if serials & hit]:
                 del w.bound[key]
                 w.functions.pop(key, None)
+            if w.task_fd < 0:
+                continue  # it is being stopped: its death counts as its answer
             self._queue_out(w, b"D" + pack_segments([(s, 0, 0, 0, 0) for s in sorted(hit)]))
+            for serial in hit:
+                waiting.setdefault(serial, set()).add(w.slot)
+        for serial, fd in ended.items():
+            if serial in waiting:
+                self._unmapping[serial] = (fd, waiting[serial])
+            else:
+                close_later(fd)
+
+    def _unmapped(self, slot: int, serials: Any) -> None:
+        """The worker in ``slot`` dropped these segments (or died)."""
+        for serial in serials:
+            entry = self._unmapping.get(serial)
+            if entry is not None:
+                entry[1].discard(slot)
+                if not entry[1]:
+                    del self._unmapping[serial]
+                    close_later(entry[0])
 
     def _in_band(self, chunk: Chunk) -> tuple[bytes, bytes, bytes]:
         """The chunk's digest, function and items with every buffer in the pickle, for a worker
@@ -758,6 +783,9 @@ class ProcessBackend:
                     )
             elif kind == 76:  # L: a log record made in the worker
                 self._log_record(w, msg)
+            elif kind == 100:  # d: it dropped these segments
+                table, _ = unpack_segments(msg, 1)
+                self._unmapped(w.slot, [desc[0] for desc in table])
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
                 w.retiring = True
             elif kind == 66:  # B: the initializer failed
@@ -1028,6 +1056,8 @@ class ProcessBackend:
             self._read_output(w, stream, final=True)
             self._close_output(w, stream)
         del self._workers[w.slot]
+        if self._unmapping:
+            self._unmapped(w.slot, list(self._unmapping))
         self._free_slots.append(w.slot)
         code = w.handle.exitcode
         pid = w.handle.pid
@@ -1173,6 +1203,9 @@ class ProcessBackend:
             traceback.print_exc()
         self._selector.close()
         self._store.close()
+        for fd, _ in self._unmapping.values():
+            close_later(fd)
+        self._unmapping.clear()
         self.output.flush()
         weakref.finalize(self, self._slots.close)
         self._started.set()

@@ -19,10 +19,13 @@ given in many chunks' items, is copied once per call, and a function bound to it
 digest for the whole call (it is sent once per worker). A new call copies it afresh, so an array
 changed between two calls is seen changed.
 
-**Lifetime.** Chunks hold their segments (``chunk.wire``); when the last chunk of a call that
-used a segment is done, the segment is garbage: its fd is closed, and its serial goes to
-``SegmentStore.ended``, from which the manager tells the workers that mapped it (a ``D`` frame)
-to drop it and the functions bound to it, so their mappings go too.
+**Lifetime.** Chunks hold their segments (``chunk.wire``), and so does a map's call object while
+it lives; when nothing holds a segment any more, its serial and fd go to
+``SegmentStore.ended``, from which the manager tells the workers whose cached functions are
+bound to it to drop them (a ``D`` frame, answered by ``d``). The pool's fd is closed once they
+have (or are gone), on a thread of its own (:func:`close_later`): the last holder of a memfd
+frees its pages, some 20 ms per 100 MB, and neither the manager, nor a worker about to exit (a
+``shutdown(wait=True)`` waits for it), should be the one to pay.
 
 **Fallback.** Each worker checks once, before it says it is ready, that it can open a probe
 segment of the pool's; if it cannot (no ``/proc``, a non-dumpable parent, no ``memfd_create``),
@@ -36,6 +39,7 @@ import logging
 import mmap
 import os
 import pickle
+import queue
 import sys
 import threading
 import weakref
@@ -43,7 +47,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENV", "Segment", "SegmentStore", "map_segments", "probe"]
+__all__ = [
+    "ENV",
+    "Segment",
+    "SegmentStore",
+    "close_later",
+    "map_segments",
+    "probe",
+    "wait_closed",
+]
 
 #: The name memfds show in ``/proc/<pid>/fd`` and ``/proc/<pid>/maps`` (``/memfd:shoal-buffer``).
 NAME = "shoal-buffer"
@@ -104,10 +116,43 @@ class Segment:
 
     def __del__(self) -> None:
         try:
-            os.close(self.fd)
-            self.store.segment_ended(self.desc[0])
-        except Exception:  # noqa: BLE001 - at interpreter exit os may be gone already
+            self.store.segment_ended(self.desc[0], self.fd)
+        except Exception:  # noqa: BLE001 - at interpreter exit the store may be gone already
             pass
+
+
+_closing: queue.SimpleQueue[int | threading.Event] = queue.SimpleQueue()
+_closer: threading.Thread | None = None
+_closer_lock = threading.Lock()
+
+
+def _close_forever() -> None:
+    while True:
+        fd = _closing.get()
+        if isinstance(fd, threading.Event):
+            fd.set()
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def close_later(fd: int | threading.Event) -> None:
+    """Close a segment's fd on the closer thread (freeing its pages takes a while)."""
+    global _closer
+    with _closer_lock:
+        if _closer is None or not _closer.is_alive():  # first use, or a forked child
+            _closer = threading.Thread(target=_close_forever, name="shoal-segments", daemon=True)
+            _closer.start()
+    _closing.put(fd)
+
+
+def wait_closed(timeout: float | None = None) -> bool:
+    """Wait until every fd handed to :func:`close_later` so far is closed (for tests)."""
+    done = threading.Event()
+    close_later(done)
+    return done.wait(timeout)
 
 
 class SegmentStore:
@@ -119,8 +164,10 @@ class SegmentStore:
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self.pid = os.getpid()
-        #: Serials of segments whose calls are over; the manager tells the workers.
-        self.ended: deque[int] = deque()
+        #: (serial, fd) of segments no longer held; the manager tells the workers.
+        self.ended: deque[tuple[int, int]] = deque()
+        #: The manager is gone: a segment that ends now is closed at once.
+        self.finished = False
         self._wake = weakref.WeakMethod(wake) if hasattr(wake, "__self__") else lambda: wake
         self._cache: weakref.WeakValueDictionary[tuple[int, int, int], Segment] = (
             weakref.WeakValueDictionary()
@@ -128,7 +175,8 @@ class SegmentStore:
         #: The segments each live call of many chunks holds, by the call's id.
         self._held: dict[int, list[Segment]] = {}
         self._serials = itertools.count(1)
-        self._lock = threading.Lock()
+        # Reentrant: a segment may end (and take it) in a garbage collection run while it is held.
+        self._lock = threading.RLock()
         self._close_probe: Callable[[], Any] = lambda: None
         #: The descriptor workers check they can open, or None: segments are not made.
         self.probe: Descriptor | None = None
@@ -202,13 +250,24 @@ class SegmentStore:
             held = self._held[id(call)] = []
         held.append(seg)
 
-    def segment_ended(self, serial: int) -> None:
-        self.ended.append(serial)
+    def segment_ended(self, serial: int, fd: int) -> None:
+        with self._lock:
+            if not self.finished:
+                self.ended.append((serial, fd))
+                fd = -1
+        if fd >= 0:
+            close_later(fd)
+            return
         wake = self._wake()
         if wake is not None:
             wake()
 
     def close(self) -> None:
+        """The manager is ending: close what has ended, and from now on close at once."""
+        with self._lock:
+            self.finished = True
+            while self.ended:
+                close_later(self.ended.popleft()[1])
         self._close_probe()
         self.probe = None
 

@@ -10,7 +10,7 @@ Parent to worker:
   buffers travel out of band, in shared memory (see ``_segments``).
   ``C`` + chunk id (8) + digest (16) + mode (1) + item count (4) + pickled items: run a chunk.
   With the SHARED flag in the mode byte a segment table comes before the pickled items.
-  ``D`` + segment table: these segments' calls are over; drop them and the functions using them.
+  ``D`` + segment table: these segments' calls are over; drop the functions bound to them.
   ``Q``: finish and exit.
 Worker to parent:
   ``R`` + chunk id (8) + start, end (8 + 8) + pickled list of outcomes: a chunk's results.
@@ -21,6 +21,7 @@ Worker to parent:
   initializer ran (only then does the worker get chunks).
   ``M`` + pickled bytes grown: the memory guard retires this worker after this chunk.
   ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
+  ``d`` + segment table: the ``D`` of these segments was done (their memory may be freed).
 
 The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
 worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames; 0x20 (SHARED) says a segment

@@ -461,6 +461,9 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             for key in [k for k, serials in bound.items() if serials & over]:
                 del bound[key]
                 functions.pop(key, None)
+            # Dropped (unless a task kept a reference): the parent may close its fd now, and
+            # be the one that frees the pages.
+            _send(result_fd, b"d" + msg[1:])
         elif kind == _Q:
             return 0
         else:  # pragma: no cover - a bug in the parent, not a user error
