@@ -139,6 +139,8 @@ def test_bytes_and_bytearray(facade: Facade, kind: type) -> None:
     assert facade.map(as_item, [data] * 2, chunksize=1) == [expected] * 2
     assert facade.starmap(buffers.bytes_probe, [(data, pid, i) for i in range(4)]) == [expected] * 4
     assert facade.call(buffers.bytes_probe, data, pid) == expected
+    # Given twice, it arrives as one object, as plain pickle gives it.
+    assert facade.call(buffers.same, data, data) is True
 
 
 def test_small_buffers_stay_in_the_pickle(single: Facade) -> None:

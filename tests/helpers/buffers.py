@@ -85,6 +85,10 @@ def bytes_probe(data: Any, pool_pid: int, i: int = 0) -> tuple[str, int, str, bo
     )
 
 
+def same(a: Any, b: Any) -> bool:
+    return a is b
+
+
 def die_once(marker: str, arr: Any, i: int) -> tuple[int, int | None]:
     """Kill this worker the first time item 3 runs (``marker`` says it did), while the call's
     array is mapped; afterwards behave like ``array_probe``."""

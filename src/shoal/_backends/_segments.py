@@ -123,7 +123,7 @@ class Segment:
 
 _closing: queue.SimpleQueue[int | threading.Event] = queue.SimpleQueue()
 _closer: threading.Thread | None = None
-_closer_lock = threading.Lock()
+_closer_lock = threading.RLock()  # reentrant: a segment may end in a GC run inside it
 
 
 def _close_forever() -> None:

@@ -147,25 +147,36 @@ def mark_large_bytes(items: Sequence[Any], mode: int) -> Sequence[Any]:
     if mode == ONE:
         if _BYTES.isdisjoint(map(type, items)):
             return items
-        return [_mark(x) for x in items]
-    if mode == STAR:
+    elif mode == STAR:
         # Only tuples and lists are looked into: iterating another iterable could consume it.
         if not set(map(type, items)) <= {tuple, list} or _BYTES.isdisjoint(
             map(type, itertools.chain.from_iterable(items))
         ):
             return items
-        return [type(x)(map(_mark, x)) for x in items]
-    if mode == CALL:
-        if not any(
-            any(map(_is_large_bytes, args)) or any(map(_is_large_bytes, kwargs.values()))
-            for args, kwargs in items
-        ):
-            return items
-        return [
-            (tuple(map(_mark, args)), {k: _mark(v) for k, v in kwargs.items()})
-            for args, kwargs in items
-        ]
-    return items
+    elif mode != CALL or not any(
+        any(map(_is_large_bytes, args)) or any(map(_is_large_bytes, kwargs.values()))
+        for args, kwargs in items
+    ):
+        return items
+    # One stand-in per object, so one that is given twice still unpickles as one object.
+    marks: dict[int, Any] = {}
+
+    def mark(obj: Any) -> Any:
+        if not _is_large_bytes(obj):
+            return obj
+        hit = marks.get(id(obj))
+        if hit is None:
+            hit = marks[id(obj)] = _LargeBytes(obj)
+        return hit
+
+    if mode == ONE:
+        return [mark(x) for x in items]
+    if mode == STAR:
+        return [type(x)(map(mark, x)) for x in items]
+    return [
+        (tuple(map(mark, args)), {k: mark(v) for k, v in kwargs.items()})
+        for args, kwargs in items
+    ]
 
 
 def dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None = None) -> bytes:
