@@ -59,7 +59,7 @@ from shoal._core._outcome import (
     short_repr,
 )
 from shoal._core._output import OutputForwarder
-from shoal._core._pickling import digest, dumps, loads, mark_large_bytes
+from shoal._core._pickling import OUT_OF_BAND, digest, dumps, loads, mark_large_bytes
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import CALL, Chunk
 from shoal._errors import TaskTimeout, WorkerDied
@@ -328,7 +328,15 @@ class ProcessBackend:
         hold = chunk.mode != CALL
         key, blob, fn_segments = _function_wire(chunk.fn, store, call, hold)
         buffers: list[Any] = []
-        items = dumps(mark_large_bytes(chunk.items, chunk.mode), buffers)
+        items = dumps(chunk.items, buffers)
+        if len(items) >= OUT_OF_BAND:
+            # Something big stayed in the pickle: large bytes, perhaps, which the pickler
+            # cannot send out of band unless marked. Looked for only now: the scan costs more
+            # than pickling small items does.
+            marked = mark_large_bytes(chunk.items, chunk.mode)
+            if marked is not chunk.items:
+                buffers = []
+                items = dumps(marked, buffers)
         if buffers:
             hold_items = hold and not getattr(call, "streams", False)
             item_segments = store.segments(buffers, call, hold_items)

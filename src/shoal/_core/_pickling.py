@@ -142,8 +142,7 @@ def _cloud_out_of_band() -> Any:
 def mark_large_bytes(items: Sequence[Any], mode: int) -> Sequence[Any]:
     """A chunk's items with each large ``bytes`` given as an item or as an item's argument
     marked to travel out of band (the pickler cannot see bytes itself); ``items`` itself when
-    there is none, found at C speed, so small items pay next to nothing. Bytes deeper in an
-    item (in a dict, in an object) travel in the pickle."""
+    there is none. Bytes deeper in an item (in a dict, in an object) travel in the pickle."""
     if mode == ONE:
         if _BYTES.isdisjoint(map(type, items)):
             return items
