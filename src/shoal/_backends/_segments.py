@@ -127,6 +127,12 @@ _closer_lock = threading.RLock()  # reentrant: a segment may end in a GC run ins
 
 
 def _close_forever() -> None:
+    # Freeing pages is never urgent: the lowest priority (on Linux a thread has its own nice
+    # value), so it does not slow the workers' exit that a shutdown(wait=True) waits for.
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
     while True:
         fd = _closing.get()
         if isinstance(fd, threading.Event):
