@@ -9,7 +9,7 @@ Dependencies point down only::
     _map                _observing (which imports _core, and observe/ lazily, for trace= and
                         progress=)
     _backends/*         _core and _errors; of each other only their own helpers
-                        (_process: _launch, _spawn, _worker, _wire; _launch: _spawn,
+                        (_process: _launch, _segments, _spawn, _worker, _wire; _launch: _spawn,
                         _zygote; ...); never the facades
     observe/            _core and _errors (it listens to core events)
     shared/             _errors only: independent of the pool machinery
@@ -41,6 +41,7 @@ BACKEND_HELPERS: dict[str, set[str]] = {
     "shoal._backends._process": {
         "shoal._backends._launch",
         "shoal._backends._native_threads",
+        "shoal._backends._segments",
         "shoal._backends._shared_init",
         "shoal._backends._spawn",
         "shoal._backends._worker",
@@ -55,9 +56,13 @@ BACKEND_HELPERS: dict[str, set[str]] = {
     "shoal._backends._spawn": {"shoal._backends._zygote", "shoal._backends._worker"},
     "shoal._backends._zygote": {"shoal._backends._worker", "shoal._backends._shared_init"},
     "shoal._backends._worker": {
-        "shoal._backends._wire", "shoal._backends._shared_init", "shoal._backends._native_threads",
+        "shoal._backends._wire",
+        "shoal._backends._shared_init",
+        "shoal._backends._native_threads",
+        "shoal._backends._segments",
     },
     "shoal._backends._native_threads": set(),
+    "shoal._backends._segments": set(),
     "shoal._backends._shared_init": set(),
     "shoal._backends._wire": set(),
     "shoal._backends._thread": set(),

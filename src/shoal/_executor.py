@@ -51,11 +51,24 @@ _THREAD_STYLE = Presentation(
 )
 
 
+class _MapCall:
+    """What a map's batches share: one call, whose large buffers are sent once (Sink.call).
+    It lives as long as the map's futures do."""
+
+    __slots__ = ("__weakref__", "streams")
+
+    def __init__(self, streams: bool) -> None:
+        #: Batches are submitted as results are consumed (``buffersize``).
+        self.streams = streams
+
+
 class _FutureSink:
     """Connects one future to the backend: a chunk of one call, or of a ``map`` batch (whose
     future's result is the batch's list of results; the first failure fails it)."""
 
-    __slots__ = ("claimed", "future", "left", "presentation", "progress", "task", "values")
+    __slots__ = (
+        "call", "claimed", "future", "left", "presentation", "progress", "task", "values",
+    )
 
     def __init__(
         self, future: Future, presentation: Presentation, task: int, batch: int | None
@@ -68,6 +81,8 @@ class _FutureSink:
         self.claimed = False
         #: A progress bar shared by a map's batches (``update(ok)`` per item).
         self.progress: Any = None
+        #: Shared by a map's batches: one call, whose large buffers are sent once (Sink.call).
+        self.call: _MapCall | None = None
 
     def claim(self) -> bool:
         # A chunk can be claimed again: re-queued after its worker died, or retried.
@@ -260,22 +275,24 @@ class Executor(concurrent.futures.Executor):
         # map, as Pool.map does (a per-executor counter plus the offset in a batch would give two
         # items the same number).
         starts = itertools.count(0, chunksize)
+        call = _MapCall(buffersize is not None)
         with self._shutdown_lock:
             self._check_open()
             if buffersize is None:
                 futures = [
-                    self._submit_batch(fn, batch, chunksize, next(starts)) for batch in batches
+                    self._submit_batch(fn, batch, chunksize, next(starts), call)
+                    for batch in batches
                 ]
             else:
                 futures = [
-                    self._submit_batch(fn, batch, chunksize, next(starts))
+                    self._submit_batch(fn, batch, chunksize, next(starts), call)
                     for batch in itertools.islice(batches, buffersize)
                 ]
         self._progress = None
         more = (
             None
             if buffersize is None
-            else (lambda: self._next_batch(fn, batches, chunksize, starts, bar))
+            else (lambda: self._next_batch(fn, batches, chunksize, starts, bar, call))
         )
         return _iterate(futures, end_time, single=chunksize == 1, more=more, progress=bar)
 
@@ -286,6 +303,7 @@ class Executor(concurrent.futures.Executor):
         chunksize: int,
         starts: Iterator[int],
         bar: Any = None,
+        call: _MapCall | None = None,
     ) -> Future | None:
         batch = next(batches, None)
         if batch is None:
@@ -294,12 +312,17 @@ class Executor(concurrent.futures.Executor):
             self._check_open()
             self._progress = bar
             try:
-                return self._submit_batch(fn, batch, chunksize, next(starts))
+                return self._submit_batch(fn, batch, chunksize, next(starts), call)
             finally:
                 self._progress = None
 
     def _submit_batch(
-        self, fn: Callable[..., Any], batch: list[Any], chunksize: int, start: int
+        self,
+        fn: Callable[..., Any],
+        batch: list[Any],
+        chunksize: int,
+        start: int,
+        call: _MapCall | None = None,
     ) -> Future:
         holder: list[Any] = []
         future = self._new_future(holder)
@@ -307,6 +330,7 @@ class Executor(concurrent.futures.Executor):
         sink = _FutureSink(future, self._presentation, task, None if chunksize == 1 else len(batch))
         holder.append(sink)
         sink.progress = self._progress
+        sink.call = call
         chunk = Chunk(fn, STAR, batch, range(len(batch)), sink, self._options, task)
         _send(self._backend, chunk, future)
         return future

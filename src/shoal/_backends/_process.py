@@ -28,10 +28,25 @@ from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
 from shoal._backends._native_threads import native_threads_for
+from shoal._backends._segments import Segment, SegmentStore, close_later
 from shoal._backends._shared_init import init_frame
 from shoal._backends._spawn import SharedSlots
-from shoal._backends._wire import CHUNK_HEAD, RESULT_HEAD, FrameReader, frame_header
-from shoal._backends._worker import FAST, FUNCTION_CACHE_SIZE, SLOT_WIDTH, TIMED, TRACED
+from shoal._backends._wire import (
+    CHUNK_HEAD,
+    RESULT_HEAD,
+    FrameReader,
+    frame_header,
+    pack_segments,
+    unpack_segments,
+)
+from shoal._backends._worker import (
+    FAST,
+    FUNCTION_CACHE_SIZE,
+    SHARED,
+    SLOT_WIDTH,
+    TIMED,
+    TRACED,
+)
 from shoal._core._backend import WorkerConfig
 from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
@@ -46,10 +61,10 @@ from shoal._core._outcome import (
     short_repr,
 )
 from shoal._core._output import OutputForwarder
-from shoal._core._pickling import digest, dumps, loads
+from shoal._core._pickling import OUT_OF_BAND, digest, dumps, loads, mark_large_bytes
 from shoal._core._relay import NestedProgress
 from shoal._core._stats import Statistics, StatsRecorder
-from shoal._core._task import Chunk
+from shoal._core._task import CALL, Chunk
 from shoal._errors import TaskTimeout, WorkerDied
 
 __all__ = ["ProcessBackend"]
@@ -66,20 +81,34 @@ _INTERRUPTED = "interrupted"
 TERMINATE_GRACE = 1.0
 _WRITEV_MAX = 64
 
-_stable_wires: dict[Any, tuple[bytes, bytes]] = {}
+_stable_wires: dict[Any, tuple[bytes, bytes, tuple[Segment, ...]]] = {}
 
 
-def _function_wire(fn: Any) -> tuple[bytes, bytes]:
-    """The (digest, pickled bytes) of a function. Importable functions are pickled once per
-    process: their pickle is a reference, and cannot go stale."""
+def _function_wire(
+    fn: Any, store: SegmentStore | None = None, call: Any = None, hold: bool = False
+) -> tuple[bytes, bytes, tuple[Segment, ...]]:
+    """The (digest, pickled bytes, segments) of a function. Importable functions are pickled
+    once per process: their pickle is a reference, and cannot go stale.
+
+    With a ``store``, large buffers the function holds (a ``functools.partial`` bound to an
+    array) go to shared segments of ``call``; the digest then covers the small pickle and the
+    segments' serials, never the buffers' content."""
     try:
         hit = _stable_wires.get(fn)
     except TypeError:  # an unhashable callable
         hit = None
     if hit is not None:
         return hit
-    blob = dumps(fn)
-    wire = (digest(blob), blob)
+    if store is not None:
+        buffers: list[Any] = []
+        blob = dumps(fn, buffers)
+        if buffers:
+            segments = store.segments(buffers, call, hold)
+            serials = b"".join(seg.desc[0].to_bytes(8, "big") for seg in segments)
+            return digest(blob + serials), blob, segments
+    else:
+        blob = dumps(fn)
+    wire = (digest(blob), blob, ())
     if (
         isinstance(fn, types.FunctionType | types.BuiltinFunctionType)
         and getattr(fn, "__module__", "__main__") != "__main__"
@@ -105,6 +134,7 @@ def _estimate_key(fn: Any) -> tuple[str, str] | None:
 class _Worker:
     __slots__ = (
         "assigned",
+        "bound",
         "check_at",
         "err_fd",
         "functions",
@@ -120,6 +150,8 @@ class _Worker:
         "ready",
         "result_fd",
         "retiring",
+        "segments",
+        "shared",
         "slot",
         "stopping",
         "task_fd",
@@ -136,6 +168,13 @@ class _Worker:
         self.reader = FrameReader()
         self.inflight: deque[Chunk] = deque()
         self.functions: OrderedDict[bytes, None] = OrderedDict()
+        #: The segments each function of ``functions`` is bound to (mirrors the worker's).
+        self.bound: dict[bytes, frozenset[int]] = {}
+        #: Serials of the segments its cached functions are bound to (it is told to drop
+        #: those functions when the segments end).
+        self.segments: set[int] = set()
+        #: It can map the pool's shared segments (its probe said so in its ready frame).
+        self.shared = False
         self.assigned = 0
         #: Takes no more chunks (max_tasks_per_child reached, memory guard); exits by itself.
         self.retiring = False
@@ -169,6 +208,9 @@ class ProcessBackend:
 
     def __init__(self, config: WorkerConfig) -> None:
         self._config = config
+        #: Large buffers of functions and items, sent once per call in shared memory. First:
+        #: it checks SHOAL_SHARED_MEMORY, and a bad value must leave nothing to clean up.
+        self._store = SegmentStore(self._wake)
         ctx = config.context if config.context is not None else multiprocessing.get_context()
         self._context = ctx
         self._max = config.max_workers
@@ -189,6 +231,7 @@ class ProcessBackend:
                 config.extra.get("max_memory_per_worker"),
                 logging.getLogger().getEffectiveLevel(),
                 native_threads_for(config.max_workers),
+                self._store.probe,
             ),
             ctx.get_start_method(),
         )
@@ -200,6 +243,8 @@ class ProcessBackend:
         self._nested_queued = False
         self._pending: deque[Chunk] = deque()
         self._delayed: list[tuple[float, int, Chunk]] = []  # retries waiting out their backoff
+        #: Ended segments whose fd waits for workers to drop them: serial -> (fd, their slots).
+        self._unmapping: dict[int, tuple[int, set[int]]] = {}
         self._seq = itertools.count()
         self._commands: deque[tuple[Any, ...]] = deque()
         self._workers: dict[int, _Worker] = {}
@@ -304,11 +349,101 @@ class ProcessBackend:
             done.wait()
 
     def submit(self, chunk: Chunk) -> None:
-        key, blob = _function_wire(chunk.fn)
-        # The last item: the interrupt epoch it was submitted in (see interrupt()).
-        chunk.wire = [key, blob, dumps(chunk.items), 0, self._epoch]
+        chunk.wire = self._encode(chunk, self._epoch)
         self._pending.append(chunk)
         self._wake()
+
+    def _encode(self, chunk: Chunk, epoch: int) -> list[Any]:
+        """A chunk's payload: ``[digest, function pickle, items pickle, chunk id, epoch
+        (the interrupt epoch it was submitted in, see interrupt()), the function's segments,
+        the items' segments, the in-band form for a worker without shared memory]``."""
+        store = self._store if self._store.enabled else None
+        if store is None:
+            key, blob, _ = _function_wire(chunk.fn)
+            return [key, blob, dumps(chunk.items), 0, epoch, (), (), None]
+        # The call this chunk is part of: what keeps a large buffer sent once (Sink.call). A
+        # call of one chunk (apply, submit) needs no more than the chunk to hold its segments;
+        # a stream's items are held by their chunks only, or a long imap would keep them all.
+        call = getattr(chunk.sink, "call", None) or chunk.sink
+        hold = chunk.mode != CALL
+        key, blob, fn_segments = _function_wire(chunk.fn, store, call, hold)
+        buffers: list[Any] = []
+        items = dumps(chunk.items, buffers)
+        if len(items) >= OUT_OF_BAND:
+            # Something big stayed in the pickle: large bytes, perhaps, which the pickler
+            # cannot send out of band unless marked. Looked for only now: the scan costs more
+            # than pickling small items does.
+            marked = mark_large_bytes(chunk.items, chunk.mode)
+            if marked is not chunk.items:
+                buffers = []
+                items = dumps(marked, buffers)
+        if buffers:
+            hold_items = hold and not getattr(call, "streams", False)
+            item_segments = store.segments(buffers, call, hold_items)
+        else:
+            item_segments = ()
+        return [key, blob, items, 0, epoch, fn_segments, item_segments, None]
+
+    def _encode_retry(self, chunk: Chunk) -> bool:
+        """Encode a remainder or a retry, made here after a failure or a death (while the chunk
+        it came from still holds the call's segments, so it finds them rather than copying the
+        buffers again); False if it cannot be encoded: its items are failed."""
+        try:
+            chunk.wire = self._encode(chunk, 0)
+        except BaseException as exc:  # noqa: BLE001
+            self._deliver_all(chunk, Failure(TRANSPORT, exc))
+            return False
+        return True
+
+    def _drop_segments(self) -> None:
+        """Segments no longer held: workers whose cached functions are bound to them drop
+        those (a ``D`` frame; their mirrors here forget the same). Each segment's fd is closed
+        once they said they did (``d``) or are gone, so this process frees the pages."""
+        queue = self._store.ended
+        ended: dict[int, int] = {}
+        while queue:
+            serial, fd = queue.popleft()
+            ended[serial] = fd
+        waiting: dict[int, set[int]] = {}
+        for w in self._workers.values():
+            hit = w.segments.intersection(ended)
+            if not hit:
+                continue
+            w.segments -= hit
+            for key in [k for k, serials in w.bound.items() if serials & hit]:
+                del w.bound[key]
+                w.functions.pop(key, None)
+            if w.task_fd < 0:
+                continue  # it is being stopped: its death counts as its answer
+            self._queue_out(w, b"D" + pack_segments([(s, 0, 0, 0, 0) for s in sorted(hit)]))
+            for serial in hit:
+                waiting.setdefault(serial, set()).add(w.slot)
+        for serial, fd in ended.items():
+            if serial in waiting:
+                self._unmapping[serial] = (fd, waiting[serial])
+            else:
+                close_later(fd)
+
+    def _unmapped(self, slot: int, serials: Any) -> None:
+        """The worker in ``slot`` dropped these segments (or died)."""
+        for serial in serials:
+            entry = self._unmapping.get(serial)
+            if entry is not None:
+                entry[1].discard(slot)
+                if not entry[1]:
+                    del self._unmapping[serial]
+                    close_later(entry[0])
+
+    def _in_band(self, chunk: Chunk) -> tuple[bytes, bytes, bytes]:
+        """The chunk's digest, function and items with every buffer in the pickle, for a worker
+        that cannot map shared memory (made once, kept in the wire)."""
+        wire = chunk.wire
+        if wire[7] is None:
+            key, blob, _ = _function_wire(chunk.fn)
+            items = dumps(chunk.items) if wire[6] else wire[2]
+            wire[7] = (key, blob, items)
+        in_band: tuple[bytes, bytes, bytes] = wire[7]
+        return in_band
 
     def shutdown(self, *, wait: bool, cancel_pending: bool) -> None:
         self._command("close", cancel_pending)
@@ -353,6 +488,8 @@ class ProcessBackend:
         try:
             while True:
                 self._handle_commands()
+                if self._store.ended:
+                    self._drop_segments()
                 self._schedule()
                 if self._finished():
                     break
@@ -579,29 +716,49 @@ class ProcessBackend:
             if not chunk.sink.claim():
                 chunk.release()
                 continue
+            if chunk.wire is None and not self._encode_retry(chunk):
+                continue  # a remainder or a retry that could not be encoded: failed
             wire = chunk.wire
-            if wire is None:  # a remainder or a retry: encode it now
+            fn_segments: tuple[Segment, ...] = wire[5]
+            item_segments: tuple[Segment, ...] = wire[6]
+            if (fn_segments or item_segments) and not w.shared:
                 try:
-                    key, blob = _function_wire(chunk.fn)
-                    wire = chunk.wire = [key, blob, dumps(chunk.items), 0, 0]
+                    key, blob, items_blob = self._in_band(chunk)
                 except BaseException as exc:  # noqa: BLE001
                     self._deliver_all(chunk, Failure(TRANSPORT, exc))
                     continue
-            key, blob, items_blob = wire[0], wire[1], wire[2]
+                fn_segments = item_segments = ()
+            else:
+                key, blob, items_blob = wire[0], wire[1], wire[2]
             cid = wire[3] = next(self._cids)
             functions = w.functions
             if key in functions:
                 functions.move_to_end(key)
             else:
-                self._queue_out(w, b"F" + key + blob)
+                if fn_segments:
+                    table = [seg.desc for seg in fn_segments]
+                    self._queue_out(w, b"G" + key + pack_segments(table), blob)
+                    serials = frozenset(desc[0] for desc in table)
+                    w.bound[key] = serials
+                    w.segments.update(serials)
+                else:
+                    self._queue_out(w, b"F" + key + blob)
                 functions[key] = None
                 if len(functions) > FUNCTION_CACHE_SIZE:
-                    functions.popitem(last=False)
+                    old, _ = functions.popitem(last=False)
+                    w.bound.pop(old, None)
             timeout = chunk.opts.timeout if chunk.opts is not None else None
             mode = chunk.mode | (TIMED if timeout is not None else 0)
             if self.events.active:
                 mode |= TRACED
-            head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
+            if item_segments:
+                # Items are mapped afresh for each chunk and go with it: nothing to drop later.
+                table = [seg.desc for seg in item_segments]
+                head = b"C" + CHUNK_HEAD.pack(
+                    cid, key, mode | SHARED, len(chunk.indices)
+                ) + pack_segments(table)
+            else:
+                head = b"C" + CHUNK_HEAD.pack(cid, key, mode, len(chunk.indices))
             self._queue_out(w, head, items_blob)
             if not w.inflight:
                 w.head_since = time.monotonic()
@@ -669,10 +826,18 @@ class ProcessBackend:
                 self._on_result(w, msg, kind == 84, buffers)
             elif kind == 89:  # Y: ready (its initializer ran)
                 w.ready = True
+                w.shared = msg[1:2] == b"1"
+                if not w.shared and len(msg) > 2:
+                    self._store.disable(
+                        f"worker pid {w.handle.pid}: {msg[2:].decode(errors='replace')}"
+                    )
             elif kind == 76:  # L: a log record made in the worker
                 self._log_record(w, msg)
             elif kind == 80:  # P: progress of a map-like call a task runs
                 self._on_progress(w, msg)
+            elif kind == 100:  # d: it dropped these segments
+                table, _ = unpack_segments(msg, 1)
+                self._unmapped(w.slot, [desc[0] for desc in table])
             elif kind == 77:  # M: the memory guard retires this worker after its chunk
                 w.retiring = True
             elif kind == 66:  # B: the initializer failed
@@ -847,6 +1012,8 @@ class ProcessBackend:
         """Retry a failed item, or deliver its failure."""
         retry, delay = settle(chunk, pos, failure)
         if retry is not None:
+            if not self._encode_retry(retry):
+                return
             self.recorder.retried += 1
             if delay > 0:
                 heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), retry))
@@ -962,6 +1129,8 @@ class ProcessBackend:
             self._read_output(w, stream, final=True)
             self._close_output(w, stream)
         del self._workers[w.slot]
+        if self._unmapping:
+            self._unmapped(w.slot, list(self._unmapping))
         self._free_slots.append(w.slot)
         code = w.handle.exitcode
         if self._nested:
@@ -1009,7 +1178,10 @@ class ProcessBackend:
             if pos == FAST and n > 1:
                 # Died somewhere in a chunk run on the fast path: run its items again one per
                 # chunk, uncounted; the culprit will die alone and be blamed then.
-                requeue.extend(running.subset([p]) for p in range(n))
+                for p in range(n):
+                    part = running.subset([p])
+                    if self._encode_retry(part):
+                        requeue.append(part)
                 requeue.extend(inflight[1:])
                 running.release()
                 self._requeue(requeue)
@@ -1019,7 +1191,9 @@ class ProcessBackend:
                 self._fail_item(running, p, self._death_failure(w, running, p, code))
             rest = [p for p in range(n) if p not in blamed]
             if rest:
-                requeue.append(running.subset(rest))
+                part = running.subset(rest)
+                if self._encode_retry(part):
+                    requeue.append(part)
             running.release()
         else:
             requeue.append(running)
@@ -1107,6 +1281,10 @@ class ProcessBackend:
         self._selector.close()
         self._nested.close()
         self._nested.flush()
+        self._store.close()
+        for fd, _ in self._unmapping.values():
+            close_later(fd)
+        self._unmapping.clear()
         self.output.flush()
         weakref.finalize(self, self._slots.close)
         self._started.set()

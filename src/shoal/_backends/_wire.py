@@ -4,23 +4,35 @@ A frame is a 4-byte big-endian length and a payload; a payload of 4 GiB or more 
 0xFFFFFFFF and an 8-byte length after it. The payload's first byte says what it is.
 
 Parent to worker:
-  ``I`` + pickled (initializer, initargs, max_tasks, init_logger): the first frame, always.
+  ``I`` + pickled (initializer, initargs, max_tasks, init_logger, memory limit, log level,
+  native threads, shared-memory probe): the first frame, always.
   ``F`` + 16-byte digest + pickled function: define a function (sent once per worker).
+  ``G`` + 16-byte digest + segment table + pickled function: the same for a function whose large
+  buffers travel out of band, in shared memory (see ``_segments``).
   ``C`` + chunk id (8) + digest (16) + mode (1) + item count (4) + pickled items: run a chunk.
+  With the SHARED flag in the mode byte a segment table comes before the pickled items.
+  ``D`` + segment table: these segments' calls are over; drop the functions bound to them.
   ``Q``: finish and exit.
 Worker to parent:
   ``R`` + chunk id (8) + start, end (8 + 8) + pickled list of outcomes: a chunk's results.
   ``T``: the same for a traced chunk; the payload is ``(outcomes, item_times)``, where
   item_times is a flat list of start/end ns per item, or None when the items are too short to
   time one by one (under about 100 us: the chunk's span stands for them).
-  ``Y``: ready, after the initializer ran (only then does the worker get chunks).
+  ``Y`` + ``1`` if the worker can map the pool's shared memory (else nothing): ready, after the
+  initializer ran (only then does the worker get chunks).
   ``M`` + pickled bytes grown: the memory guard retires this worker after this chunk.
   ``B`` + pickled (message, traceback): the initializer failed; the worker exits.
   ``L`` + pickled log record state: a record made in the worker, for the parent's handlers.
   ``P`` + plainly pickled tuple: progress of a map-like call a task runs (``_core/_relay.py``).
+  ``d`` + segment table: the ``D`` of these segments was done (their memory may be freed).
 
 The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
-worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames.
+worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames; 0x20 (SHARED) says a segment
+table precedes the pickled items.
+
+A segment table is a count (4) and one ``SEGMENT`` per out-of-band buffer, in the order
+``pickle.loads(..., buffers=)`` takes them: serial (8), the pool's pid (4), its fd of the memfd
+(4), the memfd's inode (8) and size (8).
 
 Large results are copied only by the kernel, into the pipe and out of it (pickle protocol 5
 out-of-band buffers). Any frame may be wrapped in a ``V`` envelope carrying buffers after it::
@@ -43,12 +55,15 @@ __all__ = [
     "CHUNK_HEAD",
     "IN_PLACE",
     "RESULT_HEAD",
+    "SEGMENT",
     "Frame",
     "FrameReader",
     "envelope",
     "frame",
     "frame_header",
+    "pack_segments",
     "read_frame",
+    "unpack_segments",
     "write_all",
     "write_parts",
 ]
@@ -61,6 +76,27 @@ CHUNK_HEAD = struct.Struct("!Q16sBI")
 #: ``R``/``T`` frames: chunk id, when the chunk's first item started and its last ended
 #: (``time.monotonic_ns``: the same clock in every process).
 RESULT_HEAD = struct.Struct("!Qqq")
+#: One shared-memory segment: serial, owner pid, owner's fd, inode, size.
+SEGMENT = struct.Struct("!QiiQQ")
+_COUNT = struct.Struct("!I")
+
+
+def pack_segments(segments: list[tuple[int, int, int, int, int]]) -> bytes:
+    """A segment table: a count, then each segment's ``SEGMENT`` fields."""
+    return _COUNT.pack(len(segments)) + b"".join(SEGMENT.pack(*s) for s in segments)
+
+
+def unpack_segments(
+    data: bytes | bytearray | memoryview, offset: int
+) -> tuple[list[tuple[int, int, int, int, int]], int]:
+    """The table at ``offset``, and the offset just past it."""
+    (n,) = _COUNT.unpack_from(data, offset)
+    offset += _COUNT.size
+    out = []
+    for _ in range(n):
+        out.append(SEGMENT.unpack_from(data, offset))
+        offset += SEGMENT.size
+    return out, offset
 
 
 def frame(payload: bytes | bytearray | memoryview) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shoal._backends._native_threads import cap_native_threads
+from shoal._backends._segments import map_segments, probe
 from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._wire import (
     CHUNK_HEAD,
@@ -31,6 +32,7 @@ from shoal._backends._wire import (
     frame,
     frame_header,
     read_frame,
+    unpack_segments,
     write_all,
     write_parts,
 )
@@ -42,6 +44,7 @@ from shoal._core._task import ONE, STAR
 __all__ = [
     "FAST",
     "FUNCTION_CACHE_SIZE",
+    "SHARED",
     "SLOT_WIDTH",
     "TIMED",
     "TRACED",
@@ -59,6 +62,8 @@ TIMED = 0x80
 FAST = -2
 #: Flag in a chunk's mode byte: send the chunk's timings (a ``T`` frame), for timelines.
 TRACED = 0x40
+#: Flag in a chunk's mode byte: a table of shared-memory segments precedes the pickled items.
+SHARED = 0x20
 #: Items shorter than this on average are not timed one by one (their chunk's span is).
 _FINE_TRACE_NS = 100_000
 
@@ -68,6 +73,8 @@ FUNCTION_CACHE_SIZE = 64
 _R = ord("R")
 _C = ord("C")
 _F = ord("F")
+_G = ord("G")
+_D = ord("D")
 _Q = ord("Q")
 
 
@@ -413,10 +420,12 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     first = read_frame(task_fd)
     if first is None:
         return 0
-    initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads = loads(
-        memoryview(first)[1:]
-    )
+    (
+        initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads, segments
+    ) = loads(memoryview(first)[1:])
     cap_native_threads(threads)  # before the initializer, which may load numpy
+    # Checked once, before the initializer (which may change what this process may open).
+    no_segments = probe(segments)
     _forward_logging(result_fd, log_level)
     # Map-like calls with progress=True in a task send their counts here (P frames).
     _relay.install(lambda payload: _send(result_fd, payload))
@@ -432,12 +441,19 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
             return 1
         del initializer, initargs
-    _send(result_fd, b"Y")  # ready: the parent gives work to workers that are up
+    # Ready: the parent gives work to workers that are up. "1": large buffers may come as
+    # shared segments; else they must come in the pickle (why not is for the parent's log).
+    if no_segments is None:
+        _send(result_fd, b"Y1")
+    else:
+        _send(result_fd, b"Y0" + no_segments.encode(errors="replace"))
     # The memory guard compares RSS with the size after the initializer (not USS: under fork,
     # merely reading inherited objects writes their reference counts and raises USS).
     baseline = _rss() if memory_limit is not None else 0
     next_check = 0.0
     functions: OrderedDict[bytes, Any] = OrderedDict()
+    #: The segments each cached function is bound to (the ones that arrived with a G frame).
+    bound: dict[bytes, set[int]] = {}
     done = 0
     clock = time.monotonic_ns
     while True:
@@ -455,7 +471,13 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             times: list[int] | None = None
             started = clock()
             try:
-                items = loads(memoryview(msg)[1 + CHUNK_HEAD.size :])
+                at = 1 + CHUNK_HEAD.size
+                if mode & SHARED:
+                    mode &= ~SHARED
+                    table, at = unpack_segments(msg, at)
+                    items = loads(memoryview(msg)[at:], buffers=map_segments(table))
+                else:
+                    items = loads(memoryview(msg)[at:])
                 if isinstance(fn, _Unloadable):
                     raise fn.exc
             except BaseException as exc:  # noqa: BLE001 - includes a SystemExit in __setstate__
@@ -482,15 +504,33 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                 if grown > memory_limit:
                     _send(result_fd, b"M" + dumps_result(grown))
                     return 0
-        elif kind == _F:
+        elif kind in (_F, _G):
             key = bytes(msg[1:17])
             try:
-                functions[key] = rebind_to_main(loads(memoryview(msg)[17:]))
+                if kind == _G:
+                    table, at = unpack_segments(msg, 17)
+                    bound[key] = {desc[0] for desc in table}
+                    fn = loads(memoryview(msg)[at:], buffers=map_segments(table))
+                else:
+                    fn = loads(memoryview(msg)[17:])
+                functions[key] = rebind_to_main(fn)
             except BaseException as exc:  # noqa: BLE001
                 functions[key] = _Unloadable(exc)
                 del exc
+            fn = None
             if len(functions) > FUNCTION_CACHE_SIZE:
-                functions.popitem(last=False)
+                old, _ = functions.popitem(last=False)
+                bound.pop(old, None)
+        elif kind == _D:
+            # Those segments' calls are over: drop the functions bound to them (the parent
+            # drops the same from its mirror of this cache), so their mappings go.
+            over = {desc[0] for desc in unpack_segments(msg, 1)[0]}
+            for key in [k for k, serials in bound.items() if serials & over]:
+                del bound[key]
+                functions.pop(key, None)
+            # Dropped (unless a task kept a reference): the parent may close its fd now, and
+            # be the one that frees the pages.
+            _send(result_fd, b"d" + msg[1:])
         elif kind == _Q:
             return 0
         else:  # pragma: no cover - a bug in the parent, not a user error

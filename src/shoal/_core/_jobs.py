@@ -307,6 +307,10 @@ class StreamJob:
 
     The length is known only once the input is exhausted (``set_length``)."""
 
+    #: Its input is read as results are consumed: a large buffer in one chunk's items is held
+    #: only while that chunk is, not for the whole stream (Sink).
+    streams = True
+
     def __init__(
         self, ordered: bool, presentation: Presentation, window: Window | None = None
     ) -> None:

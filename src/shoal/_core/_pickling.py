@@ -8,19 +8,28 @@
   ``__main__``), so an initializer that sets a global is seen by later tasks.
 * Results: plain pickle, except that classes and functions of ``__main__`` go back by reference,
   so the parent gets its own class back rather than a copy.
+* Large buffers (``dumps(obj, buffers)``): numpy arrays and other buffers of ``OUT_OF_BAND``
+  bytes or more, and large bytes and bytearrays bound in a ``functools.partial`` or given as a
+  task's item or argument, leave the pickle (protocol 5, out of band); the process backend
+  sends them once through shared memory.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import itertools
 import pickle
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from shoal._core._task import CALL, ONE, STAR
+
 __all__ = [
+    "OUT_OF_BAND",
     "PROTOCOL",
     "digest",
     "dumps",
@@ -28,10 +37,14 @@ __all__ = [
     "dumps_result_parts",
     "loads",
     "lookup_main",
+    "mark_large_bytes",
     "rebind_to_main",
 ]
 
 PROTOCOL = 5
+#: Buffers of at least this many bytes leave the pickle when ``dumps`` is given a list to
+#: collect them in: below it, a copy through the pipe costs less than a shared segment.
+OUT_OF_BAND = 1 << 20
 
 _FUNCTION_TYPES = (types.FunctionType, type)
 
@@ -65,7 +78,108 @@ class _PlainPickler(pickle.Pickler):
         return NotImplemented
 
 
-def dumps(obj: Any) -> bytes:
+class _LargeBytes:
+    """Stands in for a large ``bytes`` or ``bytearray`` while pickling: the pickler never
+    offers those to ``reducer_override``, so only a stand-in can send them out of band.
+    Unpickles as the original type (a copy of the buffer's content, as plain pickle gives)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return type(self.data), (pickle.PickleBuffer(self.data),)
+
+
+_BYTES = frozenset((bytes, bytearray))
+
+
+def _is_large_bytes(obj: Any) -> bool:
+    return type(obj) in _BYTES and len(obj) >= OUT_OF_BAND
+
+
+def _mark(obj: Any) -> Any:
+    return _LargeBytes(obj) if _is_large_bytes(obj) else obj
+
+
+def _large_reduce(obj: Any) -> Any:
+    """How the out-of-band picklers send a partial that binds large bytes or bytearrays;
+    None for anything else."""
+    if type(obj) is functools.partial and (
+        any(map(_is_large_bytes, obj.args))
+        or (obj.keywords and any(map(_is_large_bytes, obj.keywords.values())))
+    ):
+        keywords = {k: _mark(v) for k, v in obj.keywords.items()} or None
+        state = (obj.func, tuple(map(_mark, obj.args)), keywords, obj.__dict__ or None)
+        return functools.partial, (obj.func,), state
+    return None
+
+
+class _OutOfBandPickler(_PlainPickler):
+    def reducer_override(self, obj: Any) -> Any:
+        large = _large_reduce(obj)
+        return large if large is not None else super().reducer_override(obj)
+
+
+_cloud_pickler: Any = None
+
+
+def _cloud_out_of_band() -> Any:
+    """cloudpickle's pickler, sending large buffers as ``_OutOfBandPickler`` does."""
+    global _cloud_pickler
+    if _cloud_pickler is None:
+        import cloudpickle
+
+        class CloudOutOfBand(cloudpickle.Pickler):  # type: ignore[misc]
+            def reducer_override(self, obj: Any) -> Any:
+                large = _large_reduce(obj)
+                return large if large is not None else super().reducer_override(obj)
+
+        _cloud_pickler = CloudOutOfBand
+    return _cloud_pickler
+
+
+def mark_large_bytes(items: Sequence[Any], mode: int) -> Sequence[Any]:
+    """A chunk's items with each large ``bytes`` given as an item or as an item's argument
+    marked to travel out of band (the pickler cannot see bytes itself); ``items`` itself when
+    there is none. Bytes deeper in an item (in a dict, in an object) travel in the pickle."""
+    if mode == ONE:
+        if _BYTES.isdisjoint(map(type, items)):
+            return items
+    elif mode == STAR:
+        # Only tuples and lists are looked into: iterating another iterable could consume it.
+        if not set(map(type, items)) <= {tuple, list} or _BYTES.isdisjoint(
+            map(type, itertools.chain.from_iterable(items))
+        ):
+            return items
+    elif mode != CALL or not any(
+        any(map(_is_large_bytes, args)) or any(map(_is_large_bytes, kwargs.values()))
+        for args, kwargs in items
+    ):
+        return items
+    # One stand-in per object, so one that is given twice still unpickles as one object.
+    marks: dict[int, Any] = {}
+
+    def mark(obj: Any) -> Any:
+        if not _is_large_bytes(obj):
+            return obj
+        hit = marks.get(id(obj))
+        if hit is None:
+            hit = marks[id(obj)] = _LargeBytes(obj)
+        return hit
+
+    if mode == ONE:
+        return [mark(x) for x in items]
+    if mode == STAR:
+        return [type(x)(map(mark, x)) for x in items]
+    return [
+        (tuple(map(mark, args)), {k: mark(v) for k, v in kwargs.items()})
+        for args, kwargs in items
+    ]
+
+
+def dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None = None) -> bytes:
     """Pickle a function or arguments for a worker.
 
     Plain pickle first; cloudpickle for what it cannot send (lambdas, closures, local classes)
@@ -73,16 +187,44 @@ def dumps(obj: Any) -> bytes:
     everything: it sends a classmethod of an importable class by value (its qualname does not
     name the function), with the code's file renamed ``<dynamic-code>``, so the worker's
     traceback loses its source lines (CPython's ``test_traceback`` reads them).
+
+    With ``buffers``, contiguous buffers of ``OUT_OF_BAND`` bytes or more (numpy arrays and
+    the like, large bytes and bytearrays marked by ``mark_large_bytes`` or bound in a partial)
+    are appended
+    to it instead of being copied into the pickle, in the order ``loads(data, buffers=...)``
+    wants them back. Nothing is copied here: the caller decides where they go.
     """
+    if buffers is None:
+        buf = io.BytesIO()
+        try:
+            _PlainPickler(buf, protocol=PROTOCOL).dump(obj)
+            return buf.getvalue()
+        except (_NeedsValue, pickle.PicklingError, AttributeError, TypeError):
+            pass  # cloudpickle tries again, and raises the error again if it cannot do better
+        import cloudpickle
+
+        return bytes(cloudpickle.dumps(obj, protocol=PROTOCOL))
+    start = len(buffers)
+
+    def keep_in_band(pb: pickle.PickleBuffer) -> bool:
+        try:
+            size = pb.raw().nbytes
+        except BufferError:  # not contiguous: it cannot be one segment
+            return True
+        if size < OUT_OF_BAND:
+            return True
+        buffers.append(pb)
+        return False
+
     buf = io.BytesIO()
     try:
-        _PlainPickler(buf, protocol=PROTOCOL).dump(obj)
+        _OutOfBandPickler(buf, protocol=PROTOCOL, buffer_callback=keep_in_band).dump(obj)
         return buf.getvalue()
     except (_NeedsValue, pickle.PicklingError, AttributeError, TypeError):
-        pass  # cloudpickle tries again, and raises the error again if it cannot do better
-    import cloudpickle
-
-    return bytes(cloudpickle.dumps(obj, protocol=PROTOCOL))
+        del buffers[start:]  # the same buffers come again, in cloudpickle's order
+    buf = io.BytesIO()
+    _cloud_out_of_band()(buf, protocol=PROTOCOL, buffer_callback=keep_in_band).dump(obj)
+    return buf.getvalue()
 
 
 def digest(data: bytes) -> bytes:

@@ -21,7 +21,15 @@ STAR = 2
 
 
 class Sink(Protocol):
-    """What a backend reports to: the facade's result object for one job."""
+    """What a backend reports to: the facade's result object for one job.
+
+    A sink may have a ``call`` attribute (an executor's ``map`` gives its batches, each with a
+    sink of its own, one shared object): chunks whose sinks share a ``call`` belong to one call,
+    and so do chunks of one sink. The process backend sends a large buffer once per call. A
+    call (the ``call`` object, else the sink) whose input is read as results are consumed
+    (``imap``) says so with ``streams = True``: the large buffers of its items are then held only
+    while their own chunks are, so a long stream does not keep them all.
+    """
 
     def claim(self) -> bool:
         """Called before a chunk goes to a worker; False means cancelled, so drop it."""
