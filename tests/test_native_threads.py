@@ -16,6 +16,10 @@ def worker_env(_: object = None) -> dict[str, str | None]:
     return {var: os.environ.get(var) for var in NATIVE_THREAD_VARS}
 
 
+def worker_pid(_: object = None) -> int:
+    return os.getpid()
+
+
 def worker_blas_threads(_: object = None) -> list[int]:
     """The BLAS thread counts threadpoolctl sees in this worker, once the capping thread ended."""
     for t in threading.enumerate():
@@ -72,6 +76,14 @@ def test_blas_loaded_before_the_fork_is_capped_with_threadpoolctl() -> None:
     workers = 2
     cap = native_threads_for(workers)
     with shoal.Pool(workers, context="fork") as pool:
+        # The zygote caps before it forks; the pool's first worker (forked by the pool itself)
+        # caps once its first chunk is done, so the first chunks may still see the old count.
+        seen: set[int] = set()
+        for _ in range(200):
+            seen.update(pool.map(worker_pid, range(8), 1))
+            if len(seen) == workers:
+                break
+        assert len(seen) == workers, "every worker should have run a chunk"
         for counts in pool.map(worker_blas_threads, range(4), chunksize=1):
             assert counts and all(n == min(cap, p) for n, p in zip(counts, parent, strict=True))
     # The parent keeps its own thread count.

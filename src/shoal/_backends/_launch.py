@@ -191,7 +191,13 @@ class ZygoteLauncher:
     """Forks every worker from one clean, single-threaded zygote process."""
 
     def __init__(
-        self, context: Any, slots: SharedSlots, name: str, spawned: bool, deferred: bool = False
+        self,
+        context: Any,
+        slots: SharedSlots,
+        name: str,
+        spawned: bool,
+        deferred: bool = False,
+        threads: int | None = None,
     ) -> None:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         tracker = tracker_fd() if spawned else _inherited_tracker_fd()
@@ -199,6 +205,7 @@ class ZygoteLauncher:
         self._context = context
         self._slots = slots
         self._keep = keep
+        self._threads = threads
         self._popen: subprocess.Popen[bytes] | None = None
         self._zygote: Any = None
         #: Under fork with a first worker forked directly, that worker forks the zygote (one
@@ -215,12 +222,13 @@ class ZygoteLauncher:
                 "slots_fd": slots.fd,
                 "slots_len": slots.length,
                 "tracker_fd": tracker,
+                "threads": threads,
             }
             self._popen = spawn_child(payload, [child_sock.fileno(), slots.fd, *keep])
         else:
             self._zygote = context.Process(
                 target=zygote_main,
-                args=(child_sock, slots.view, keep),
+                args=(child_sock, slots.view, keep, threads),
                 name=f"{name}Zygote",
                 daemon=False,
             )
@@ -266,7 +274,7 @@ class ZygoteLauncher:
                 target=direct_worker,
                 args=(
                     child, self._slots.view, slot, self._keep, os.getpid(), zygote_sock,
-                    f"{self._name}Zygote",
+                    f"{self._name}Zygote", self._threads,
                 ),
                 name=handle.name,
                 daemon=False,
@@ -386,14 +394,20 @@ def _inherited_tracker_fd() -> int | None:
 
 
 def make_launcher(
-    context: Any, slots: SharedSlots, name: str, direct_first: bool = False
+    context: Any,
+    slots: SharedSlots,
+    name: str,
+    direct_first: bool = False,
+    threads: int | None = None,
 ) -> SpawnLauncher | ZygoteLauncher:
     """A forked zygote under fork, a spawned one under forkserver, fresh interpreters under
     spawn. ``direct_first``: under fork, the caller forks the first worker itself at once with
     ``launch_direct``, and that worker forks the zygote."""
     method = context.get_start_method()
     if method == "fork":
-        return ZygoteLauncher(context, slots, name, spawned=False, deferred=direct_first)
+        return ZygoteLauncher(
+            context, slots, name, spawned=False, deferred=direct_first, threads=threads
+        )
     if method == "forkserver":
-        return ZygoteLauncher(context, slots, name, spawned=True)
+        return ZygoteLauncher(context, slots, name, spawned=True, threads=threads)
     return SpawnLauncher(slots, name)

@@ -7,8 +7,9 @@ a library reads its thread count once, when it is loaded:
 * the environment (``OMP_NUM_THREADS`` and the library-specific variables), for libraries the
   worker loads later (and for spawned workers: a fresh interpreter loads everything later);
 * ``threadpoolctl``, when it is installed, for libraries already loaded in the parent before it
-  forked (numpy imported before the pool was made). It costs a few milliseconds, so it runs on a
-  thread of the worker's own, beside its first tasks rather than before them.
+  forked (numpy imported before the pool was made). It costs a few milliseconds: the zygote
+  applies it once, before it forks any worker (they inherit the limits); a pool's first worker,
+  forked by the pool itself, applies it on a thread of its own after its first chunk.
 
 A user who set any of these variables decided for themselves: then nothing is changed.
 """
@@ -41,9 +42,15 @@ def native_threads_for(workers: int, cpus: int | None = None) -> int:
     return max(1, (cpus or 1) // max(1, workers))
 
 
-def cap_native_threads(threads: int | None, background: bool = True) -> threading.Thread | None:
-    """In a worker: cap native thread pools at ``threads`` (None: leave them). Returns the
-    thread that applies threadpoolctl's limits, if one was started."""
+def cap_native_threads(threads: int | None, now: bool = False) -> threading.Thread | None:
+    """In a worker: cap native thread pools at ``threads`` (None: leave them).
+
+    The environment is set at once. If a library may already be loaded (inherited through
+    fork), threadpoolctl's limits are needed too: applied here when ``now`` (the zygote, off
+    every task's path), else returned as a thread, not started, for the caller to start once
+    its first chunk is done (importing threadpoolctl and finding the libraries takes several
+    milliseconds of the GIL: not before the first task).
+    """
     if threads is None or any(var in os.environ for var in NATIVE_THREAD_VARS):
         return None
     for var in NATIVE_THREAD_VARS:
@@ -61,9 +68,7 @@ def cap_native_threads(threads: int | None, background: bool = True) -> threadin
         except Exception:  # noqa: BLE001 - a library threadpoolctl cannot drive: leave it
             pass
 
-    if not background:
+    if now:
         limit()
         return None
-    thread = threading.Thread(target=limit, name="shoal-native-threads", daemon=True)
-    thread.start()
-    return thread
+    return threading.Thread(target=limit, name="shoal-native-threads", daemon=True)

@@ -277,7 +277,9 @@ class ProcessBackend:
         )
         # Under fork the zygote is forked here, before this pool's manager thread exists, or,
         # with direct_first, by the first worker, which this constructor forks itself.
-        self._launcher = make_launcher(ctx, self._slots, config.name, direct_first)
+        self._launcher = make_launcher(
+            ctx, self._slots, config.name, direct_first, native_threads_for(config.max_workers)
+        )
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)

@@ -117,7 +117,9 @@ def child_main(d: dict[str, Any]) -> None:
         from shoal._backends._zygote import zygote_main
 
         sock = socket.socket(fileno=d["sock"])
-        zygote_main(sock, slots.view, [fd for fd in (tracker,) if fd is not None])
+        zygote_main(
+            sock, slots.view, [fd for fd in (tracker,) if fd is not None], d.get("threads")
+        )
         return
     from shoal._backends._worker import redirect_output, serve, set_parent_death_signal
 

@@ -423,7 +423,8 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     (
         initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads, segments
     ) = loads(memoryview(first)[1:])
-    cap_native_threads(threads)  # before the initializer, which may load numpy
+    # Before the initializer, which may load numpy; the rest after the first chunk.
+    capping = cap_native_threads(threads)
     # Checked once, before the initializer (which may change what this process may open).
     no_segments = probe(segments)
     _forward_logging(result_fd, log_level)
@@ -495,6 +496,9 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             head = (b"T" if traced else b"R") + RESULT_HEAD.pack(cid, started, ended)
             _send_parts(result_fd, *_encode(head, packed, out, pid, times, traced))
             del out
+            if capping is not None:
+                capping.start()
+                capping = None
             done += 1
             if max_tasks is not None and done >= max_tasks:
                 return 0

@@ -25,6 +25,7 @@ import struct
 import sys
 from typing import Any
 
+from shoal._backends._native_threads import cap_native_threads
 from shoal._backends._shared_init import flush_multiprocessing
 from shoal._backends._worker import (
     prepare_for_forks,
@@ -59,6 +60,7 @@ def direct_worker(
     parent: int,
     zygote_sock: socket.socket | None = None,
     zygote_name: str = "",
+    threads: int | None = None,
 ) -> None:
     """A pool's first worker, forked by the pool's own constructor in the main thread (before
     the pool has any thread) rather than by its zygote: one fork less before the first task.
@@ -69,7 +71,7 @@ def direct_worker(
     ran anything, the zygote holds the same state as one forked by the pool itself."""
     gc.freeze()
     if zygote_sock is not None:
-        _fork_zygote(zygote_sock, view, keep_fds, zygote_name)
+        _fork_zygote(zygote_sock, view, keep_fds, zygote_name, threads)
     close_inherited_fds([*fds, *keep_fds])
     set_parent_death_signal(parent)
     task_r, result_w, out_w, err_w = fds
@@ -82,7 +84,9 @@ def direct_worker(
         sys.exit(code)
 
 
-def _fork_zygote(sock: socket.socket, view: Any, keep_fds: list[int], name: str) -> None:
+def _fork_zygote(
+    sock: socket.socket, view: Any, keep_fds: list[int], name: str, threads: int | None
+) -> None:
     """Fork the zygote from this (first) worker; it is not our business after that: it never
     exits before the pool closes its socket, and then this worker exits as well (should it
     not, the zygote stays a zombie until it does). No parent-death signal for it: it must
@@ -94,23 +98,28 @@ def _fork_zygote(sock: socket.socket, view: Any, keep_fds: list[int], name: str)
             import multiprocessing
 
             multiprocessing.current_process().name = name
-            zygote_main(sock, view, keep_fds)
+            zygote_main(sock, view, keep_fds, threads)
             code = 0
         finally:
             os._exit(code)
     sock.close()
 
 
-def zygote_main(sock: socket.socket, view: Any, keep_fds: list[int]) -> None:
+def zygote_main(
+    sock: socket.socket, view: Any, keep_fds: list[int], threads: int | None = None
+) -> None:
     """The zygote: forks a worker per request and reports starts and exits.
 
     Args:
         sock: its end of the SEQPACKET socket to the pool (requests in, reports out).
         view: the workers' shared slot array (an int64 memoryview, inherited by forks).
         keep_fds: fds besides its own that must stay open (the resource tracker's).
+        threads: the native thread cap of its workers (see ``_native_threads``): applied here
+            once, so workers forked later inherit it at no cost of theirs.
     """
     gc.freeze()  # never collect (and so never close) objects inherited from the parent
     prepare_for_forks()
+    cap_native_threads(threads, now=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = sock.fileno()
     wake_r, wake_w = os.pipe()
