@@ -148,6 +148,13 @@ class _PoolLike(Peer):
             return [pool.map(fn, batch) for batch in batches]
 
 
+def _merged(parts: Iterable[Counter[str]]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for counts in parts:
+        total.update(counts)
+    return total
+
+
 class StdlibPool(_PoolLike):
     key, label, dist = "mp", "multiprocessing.Pool", None
 
@@ -162,6 +169,17 @@ class ShoalPool(_PoolLike):
         import shoal
 
         return shoal.Pool
+
+    def stateful(self, docs, workers):
+        # shoal's idiom: each task adds to shoal.worker_state(); worker_exit hands it back as
+        # the worker retires (close() then join(): __exit__ terminates, which runs no exit).
+        import shoal
+
+        with shoal.Pool(workers, worker_exit=tasks.shoal_state_exit) as pool:
+            pool.map(tasks.shoal_state_add, docs)
+            pool.close()
+            pool.join()
+            return _merged(pool.worker_exit_results())
 
 
 # ---- concurrent.futures-like -------------------------------------------------------------
@@ -210,6 +228,16 @@ class ShoalExecutor(_ExecutorLike):
         import shoal
 
         return shoal.ProcessPoolExecutor
+
+    def stateful(self, docs, workers):
+        # shoal's idiom, as for shoal.Pool; the with block's shutdown(wait=True) runs the exits.
+        import shoal
+
+        with shoal.ProcessPoolExecutor(workers, worker_exit=tasks.shoal_state_exit) as ex:
+            for _ in ex.map(tasks.shoal_state_add, docs,
+                            chunksize=pool_chunksize(len(docs), workers)):
+                pass
+        return _merged(ex.worker_exit_results())
 
 
 # ---- pebble ------------------------------------------------------------------------------
