@@ -105,6 +105,19 @@ def test_process_executor_max_tasks_per_child_gives_a_fresh_state() -> None:
     _check_per_worker(ran, exits)
 
 
+def test_memory_guard_retirement_runs_the_exit_function() -> None:
+    pool = shoal.Pool(1, max_memory_per_worker="50MB", worker_exit=st.report)
+    try:
+        grown_who, _ = pool.apply(st.grow_state, (120,))  # past the limit: retires after this
+        after_who, after_n = pool.apply(st.bump)
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()
+    assert after_who != grown_who and after_n == 1  # a fresh state on the replacement
+    assert [(w, n) for w, n, _ in pool.worker_exit_results()] == [(grown_who, 1), (after_who, 1)]
+
+
 def test_a_killed_worker_loses_its_state() -> None:
     pool = shoal.Pool(1, worker_exit=st.report)
     try:

@@ -65,3 +65,10 @@ def seen_from_a_thread() -> bool:
     t.start()
     t.join()
     return seen[0] is shoal.worker_state()
+
+
+def grow_state(megabytes: int) -> tuple[str, int]:
+    """Keep ``megabytes`` of touched memory in the worker's state (the memory guard's case: a
+    state that keeps growing), and count the task."""
+    shoal.worker_state().setdefault("held", []).append(bytearray(b"x" * (megabytes << 20)))
+    return bump()

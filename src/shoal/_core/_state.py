@@ -97,9 +97,6 @@ class ExitResults:
         with self._lock:
             self._entries.append([ok, value, worker, None])
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def values(self, remote_tb: type[Exception] | None) -> list[Any]:
         """The values, in the order the workers retired.
 
