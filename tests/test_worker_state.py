@@ -10,6 +10,7 @@ import os
 import pickle
 import signal
 import threading
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 
 import shoal
 from helpers import state as st
-from helpers.blocking import Gate
+from helpers.blocking import Gate, announce_and_wait
 
 
 def _check_per_worker(ran: list[tuple[str, int]], exits: list[tuple[str, int, Any]]) -> None:
@@ -64,6 +65,27 @@ def test_process_executor_reports_at_shutdown(start_method: str) -> None:
     assert {int(who.split("/")[0]) for who, _, _ in exits} == pids
     assert all(seed == "seeded" for _, _, seed in exits), exits
     _check_per_worker(ran, exits)
+
+
+def test_after_close_an_idle_worker_retires_while_another_still_works(tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    pool = shoal.Pool(2, worker_exit=functools.partial(st.announce_exit, gate.fifo))
+    try:
+        held = pool.apply_async(announce_and_wait, (gate.fifo, gate.lock, 7))
+        busy = gate.started()  # one worker is in the task, held by the gate
+        pool.close()
+        idle = gate.started()  # the other runs its exit function now, not after the task
+        assert idle != busy and not held.ready()
+        gate.open()
+        assert held.get() == 7
+        pool.join()
+    finally:
+        pool.terminate()
+        gate.close()
+    # Both reported (in the order their results arrived, which the FIFO does not fix).
+    assert sorted(int(who.split("/")[0]) for who in pool.worker_exit_results()) == sorted(
+        [idle, busy]
+    )
 
 
 def test_a_thread_of_a_process_worker_shares_its_state() -> None:
@@ -227,9 +249,7 @@ def test_thread_worker_exit_that_raises_keeps_its_own_traceback() -> None:
     with pytest.raises(ValueError, match="no report from") as info:
         ex.worker_exit_results()
     assert info.value.__traceback__ is not None
-    assert "exit_raises" in "".join(
-        frame.name for frame in __import__("traceback").extract_tb(info.value.__traceback__)
-    )
+    assert "exit_raises" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
     assert any("worker_exit raised in thread" in n for n in info.value.__notes__)
 
 

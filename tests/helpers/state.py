@@ -72,3 +72,10 @@ def grow_state(megabytes: int) -> tuple[str, int]:
     state that keeps growing), and count the task."""
     shoal.worker_state().setdefault("held", []).append(bytearray(b"x" * (megabytes << 20)))
     return bump()
+
+
+def announce_exit(fifo: str) -> str:
+    """A worker_exit that writes its pid to ``fifo`` (helpers.blocking's gate) as it runs."""
+    with open(fifo, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    return worker_id()
