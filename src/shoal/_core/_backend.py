@@ -78,6 +78,10 @@ class Backend(Protocol):
     #: Observers subscribe here (:class:`shoal._core._events.EventHub`).
     events: Any
 
+    #: What ``worker_exit`` returned in each worker that retired
+    #: (:class:`shoal._core._state.ExitResults`).
+    exit_results: Any
+
     @property
     def broken(self) -> str | None:
         """Why the backend can run nothing more (a failed initializer), or None."""
