@@ -88,6 +88,19 @@ def test_after_close_an_idle_worker_retires_while_another_still_works(tmp_path: 
     )
 
 
+def test_a_large_state_comes_back_whole(start_method: str) -> None:
+    np = pytest.importorskip("numpy")
+    with shoal.Pool(2, context=start_method, worker_exit=st.array_exit) as pool:
+        pool.map(st.add_to_array, range(1000), chunksize=10)
+        pool.close()
+        pool.join()
+        arrays = [a for a in pool.worker_exit_results() if a is not None]
+    total = np.sum(arrays, axis=0)
+    expected = np.zeros(1 << 18, dtype=np.int64)
+    expected[:1000] = np.arange(1000)
+    assert total.dtype == np.int64 and np.array_equal(total, expected)
+
+
 def test_a_thread_of_a_process_worker_shares_its_state() -> None:
     with shoal.Pool(1) as pool:
         assert pool.apply(st.seen_from_a_thread) is True

@@ -79,3 +79,17 @@ def announce_exit(fifo: str) -> str:
     with open(fifo, "w") as f:
         f.write(f"{os.getpid()}\n")
     return worker_id()
+
+
+def add_to_array(i: int) -> None:
+    """Add to a numpy array kept in the worker's state (large: it travels out of band)."""
+    import numpy as np
+
+    state = shoal.worker_state()
+    if "array" not in state:
+        state["array"] = np.zeros(1 << 18, dtype=np.int64)  # 2 MiB
+    state["array"][i % len(state["array"])] += i
+
+
+def array_exit() -> Any:
+    return shoal.worker_state().get("array")
