@@ -8,7 +8,10 @@ import functools
 import multiprocessing
 import os
 import pickle
+import re
 import signal
+import subprocess
+import sys
 import threading
 import traceback
 from collections import defaultdict
@@ -314,3 +317,21 @@ def test_worker_state_outside_a_worker_says_so() -> None:
 def test_worker_exit_must_be_callable(make: Callable[[], Any]) -> None:
     with pytest.raises(TypeError, match="worker_exit must be a callable"):
         make()
+
+
+def test_the_readme_example_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## State that outlives a task", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S)
+    assert code is not None
+    said = re.search(r"print\(total\) +# (.*)", code[1])
+    assert said is not None
+    script = tmp_path / "word_count.py"
+    script.write_text(code[1])
+    src = str(Path(shoal.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == said[1].strip()
