@@ -148,6 +148,13 @@ class _PoolLike(Peer):
             return [pool.map(fn, batch) for batch in batches]
 
 
+def _merged(parts: Iterable[Counter[str]]) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for counts in parts:
+        total.update(counts)
+    return total
+
+
 class StdlibPool(_PoolLike):
     key, label, dist = "mp", "multiprocessing.Pool", None
 
@@ -162,6 +169,20 @@ class ShoalPool(_PoolLike):
         import shoal
 
         return shoal.Pool
+
+    def stateful(self, docs, workers):
+        # shoal's idiom: each task adds to shoal.worker_state(); worker_exit hands it back as
+        # the worker retires. close() right after the last submission (the stdlib's
+        # map_async/close/join/get) lets a worker that runs out of work retire while the others
+        # finish; __exit__ terminates, which runs no exit function.
+        import shoal
+
+        with shoal.Pool(workers, worker_exit=tasks.shoal_state_exit) as pool:
+            done = pool.map_async(tasks.shoal_state_add, docs)
+            pool.close()
+            pool.join()
+            done.get()  # raises if a task failed
+            return _merged(pool.worker_exit_results())
 
 
 # ---- concurrent.futures-like -------------------------------------------------------------
@@ -210,6 +231,19 @@ class ShoalExecutor(_ExecutorLike):
         import shoal
 
         return shoal.ProcessPoolExecutor
+
+    def stateful(self, docs, workers):
+        # shoal's idiom, as for shoal.Pool: shutdown(wait=False) once everything is submitted
+        # (workers that run out retire at once), the with block's shutdown(wait=True) waits.
+        import shoal
+
+        with shoal.ProcessPoolExecutor(workers, worker_exit=tasks.shoal_state_exit) as ex:
+            results = ex.map(tasks.shoal_state_add, docs,
+                             chunksize=pool_chunksize(len(docs), workers))
+            ex.shutdown(wait=False)
+            for _ in results:  # raises if a task failed
+                pass
+        return _merged(ex.worker_exit_results())
 
 
 # ---- pebble ------------------------------------------------------------------------------

@@ -243,9 +243,10 @@ METHOD = """## Method
   joblib's automatic memory-mapping, mpire's `shared_objects`. Expensive initializer:
   `initializer=` where there is one, mpire's `worker_init` with `keep_alive=True`, and for
   joblib (which has no initializer) set-up on first use in each worker. Stateful: mpire's
-  `worker_state` with `worker_init`/`worker_exit`; every other library (shoal included) uses
-  the stdlib's idiom, one manager-hosted counter per worker slot (shoal has no worker-state
-  hook yet, so this row measures the idiom more than the engine).
+  `worker_state` with `worker_init`/`worker_exit`; shoal's `shoal.worker_state()` with
+  `worker_exit=` and `worker_exit_results()` (`close()`, `join()` for `shoal.Pool`; the end of
+  the `with` block for the executor); the stdlib's pool and executor, which have no such hook,
+  use the stdlib's idiom, one manager-hosted counter per worker slot.
 - **Timing.** Pool start-up and shut-down are inside the timing (joblib's reusable executor is
   shut down inside it too). Each run is one forked child of the driver, so no pool, thread or
   executor survives from one run to the next; the driver imports every library before forking

@@ -136,6 +136,24 @@ def state_exit(worker_state: dict[str, Any]) -> Counter[str]:
     return worker_state["counts"]
 
 
+def shoal_state_add(document: list[str]) -> None:
+    """shoal's worker state: each task adds to its worker's own counter..."""
+    import shoal
+
+    state = shoal.worker_state()
+    counts = state.get("counts")
+    if counts is None:
+        counts = state["counts"] = Counter()
+    count_prefixes(counts, document)
+
+
+def shoal_state_exit() -> Counter[str]:
+    """...which ``worker_exit`` hands back as the worker retires (empty if it ran no task)."""
+    import shoal
+
+    return shoal.worker_state().get("counts", Counter())
+
+
 def sized_block(i: int, unit: int) -> Any:
     """Task i's result: ``(1 + i % 5) * unit`` bytes."""
     return make_block(i, (1 + i % 5) * unit)

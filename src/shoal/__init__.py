@@ -8,6 +8,7 @@ Drop-in for ``multiprocessing.Pool`` (:class:`Pool`, :class:`ThreadPool`) and
 from shoal._core._backend import known_backends, register_backend
 from shoal._core._cpu import cpu_count
 from shoal._core._future import Future
+from shoal._core._state import worker_state
 from shoal._errors import (
     BackendUnavailable,
     EncodingError,
@@ -45,6 +46,7 @@ __all__ = [
     "known_backends",
     "map",
     "register_backend",
+    "worker_state",
 ]
 
 __version__ = "0.1.0"

@@ -27,6 +27,7 @@ from shoal._core._jobs import Presentation
 from shoal._core._lifecycle import exiting, track
 from shoal._core._options import DEFAULT, TaskOptions, check_options, parse_bytes
 from shoal._core._outcome import CANCELLED
+from shoal._core._state import check_worker_exit
 from shoal._core._stats import Statistics
 from shoal._core._task import CALL, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -187,6 +188,21 @@ class Executor(concurrent.futures.Executor):
     def timeline(self) -> Any:
         """The Timeline recording this executor's tasks (``trace=``), or None."""
         return self._timeline
+
+    def worker_exit_results(self) -> list[Any]:
+        """What ``worker_exit`` returned in each worker that retired, in the order they
+        retired: one entry per worker that started once ``shutdown(wait=True)`` returned (the
+        end of a ``with`` block); workers start on demand, so there may be fewer than
+        ``max_workers``. While the executor runs, those of the workers that retired so far
+        (``max_tasks_per_child``, the memory guard). Nothing for workers that were killed or
+        stopped: their state is lost.
+
+        Raises:
+            the exception of the first ``worker_exit`` that failed (it raised, or its value
+            could not be pickled), with the worker's traceback as ``__cause__`` and a note
+            naming the worker.
+        """
+        return self._backend.exit_results.values(self._presentation.remote_tb)  # type: ignore[no-any-return]
 
     def _new_future(self, sink_holder: list[Any]) -> Future:
         future = Future()
@@ -433,9 +449,12 @@ class ProcessPoolExecutor(Executor):
         initializer: called as ``initializer(*initargs)`` in each worker when it starts.
         initargs: arguments for ``initializer``.
         max_tasks_per_child: replace a worker after this many tasks.
-        retries, retry_on, backoff, task_timeout, max_memory_per_worker, trace: keyword-only,
-            as on :class:`shoal.Pool` (a task past ``task_timeout`` fails with ``TaskTimeout``;
-            its worker is stopped and replaced). ``map`` also takes ``progress=True``.
+        retries, retry_on, backoff, task_timeout, max_memory_per_worker, trace, worker_exit:
+            keyword-only, as on :class:`shoal.Pool` (a task past ``task_timeout`` fails with
+            ``TaskTimeout``; its worker is stopped and replaced; ``worker_exit`` runs in each
+            worker as it retires, ``shutdown(wait=True)`` included, and
+            :meth:`worker_exit_results` collects what it returned). ``map`` also takes
+            ``progress=True``.
 
     Raises:
         ValueError: ``max_workers`` <= 0, ``max_tasks_per_child`` <= 0, or
@@ -457,6 +476,7 @@ class ProcessPoolExecutor(Executor):
         task_timeout: float | None = None,
         max_memory_per_worker: int | str | None = None,
         trace: bool | Any = False,
+        worker_exit: Callable[[], object] | None = None,
     ) -> None:
         self._options = check_options(
             retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
@@ -476,6 +496,7 @@ class ProcessPoolExecutor(Executor):
             )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        check_worker_exit(worker_exit)
         if max_tasks_per_child is not None:
             if not isinstance(max_tasks_per_child, int):
                 raise TypeError("max_tasks_per_child must be an integer")
@@ -501,6 +522,7 @@ class ProcessPoolExecutor(Executor):
                 start_all=False,
                 init_logger="concurrent.futures",
                 name="ShoalExecutor",
+                worker_exit=worker_exit,
                 extra={"max_memory_per_worker": memory_limit},
             ),
             trace,
@@ -560,6 +582,9 @@ class ThreadPoolExecutor(Executor):
         thread_name_prefix: names threads ``{prefix}_{n}``.
         initializer: called as ``initializer(*initargs)`` in each thread when it starts.
         initargs: arguments for ``initializer``.
+        retries, retry_on, backoff, task_timeout, trace, worker_exit: keyword-only, as on
+            :class:`shoal.ThreadPool` (``worker_exit`` runs in each thread as it retires at
+            ``shutdown``; each thread has its own :func:`shoal.worker_state`).
     """
 
     _backend_name = "thread"
@@ -579,6 +604,7 @@ class ThreadPoolExecutor(Executor):
         backoff: float = 0.0,
         task_timeout: float | None = None,
         trace: bool | Any = False,
+        worker_exit: Callable[[], object] | None = None,
     ) -> None:
         self._options = check_options(
             retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
@@ -591,6 +617,7 @@ class ThreadPoolExecutor(Executor):
             )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        check_worker_exit(worker_exit)
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
         self._initializer = initializer
@@ -603,6 +630,7 @@ class ThreadPoolExecutor(Executor):
                 start_all=False,
                 init_logger="concurrent.futures",
                 name=self._thread_name_prefix,
+                worker_exit=worker_exit,
             ),
             trace,
         )

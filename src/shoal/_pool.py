@@ -25,6 +25,7 @@ from shoal._core._jobs import ListJob, Presentation, Stream, StreamJob, ValueJob
 from shoal._core._lifecycle import track
 from shoal._core._options import TaskOptions, check_options, parse_bytes
 from shoal._core._schedule import chunk_sizes, start_feeder, submit_list
+from shoal._core._state import check_worker_exit
 from shoal._core._stats import Statistics
 from shoal._core._task import CALL, ONE, STAR, Chunk
 from shoal._errors import PoolBroken, ThreadPoolBroken
@@ -107,6 +108,11 @@ class Pool:
             size after the initializer; a worker that grew more is replaced after its task.
         trace: True (or a :class:`shoal.Timeline`) records every task's worker, start, end and
             outcome in ``pool.timeline``.
+        worker_exit: a function of no arguments, run once in each worker when it retires in an
+            orderly way (``close()`` then ``join()``, ``maxtasksperchild``, the memory guard);
+            what it returns (typically from :func:`shoal.worker_state`) is collected by
+            :meth:`worker_exit_results`. Not run under ``terminate()`` (so not when a ``with``
+            block ends), nor in a worker that is killed or stopped.
 
     Map-like methods also take ``progress=True`` (or a bar's title, or a ProgressBar).
 
@@ -133,6 +139,7 @@ class Pool:
         task_timeout: float | None = None,
         max_memory_per_worker: int | str | None = None,
         trace: bool | Any = False,
+        worker_exit: Callable[[], object] | None = None,
     ) -> None:
         self._state = RUN  # set first: __del__ reads it even if the constructor fails
         self._backend: Any = None
@@ -159,6 +166,7 @@ class Pool:
             )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        check_worker_exit(worker_exit)
         self._options = check_options(
             retries=retries, retry_on=retry_on, backoff=backoff, task_timeout=task_timeout
         )
@@ -185,6 +193,7 @@ class Pool:
             start_all=True,
             init_logger="multiprocessing",
             name=self._worker_name(),
+            worker_exit=worker_exit,
             extra={"max_memory_per_worker": memory_limit},
         )
         self._backend = create_backend(self._backend_name, config)
@@ -250,6 +259,20 @@ class Pool:
     def timeline(self) -> Any:
         """The Timeline recording this pool's tasks (``trace=``), or None."""
         return self._timeline
+
+    def worker_exit_results(self) -> list[Any]:
+        """What ``worker_exit`` returned in each worker that retired, in the order they
+        retired: one entry per worker once ``close()`` and ``join()`` returned (a worker
+        replaced under ``maxtasksperchild`` or by the memory guard adds its own). While the
+        pool runs, those of the workers that retired so far. Nothing for workers that were
+        killed, stopped or ended by ``terminate()``: their state is lost.
+
+        Raises:
+            the exception of the first ``worker_exit`` that failed (it raised, or its value
+            could not be pickled), with the worker's traceback as ``__cause__`` and a note
+            naming the worker.
+        """
+        return self._backend.exit_results.values(self._presentation.remote_tb)  # type: ignore[no-any-return]
 
     # ---- submitting ----------------------------------------------------------------------
 
@@ -551,6 +574,7 @@ class ThreadPool(Pool):
         backoff: float = 0.0,
         task_timeout: float | None = None,
         trace: bool | Any = False,
+        worker_exit: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(
             processes,
@@ -561,6 +585,7 @@ class ThreadPool(Pool):
             backoff=backoff,
             task_timeout=task_timeout,
             trace=trace,
+            worker_exit=worker_exit,
         )
 
     @staticmethod

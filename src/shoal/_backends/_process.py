@@ -63,6 +63,7 @@ from shoal._core._outcome import (
 from shoal._core._output import OutputForwarder
 from shoal._core._pickling import OUT_OF_BAND, digest, dumps, loads, mark_large_bytes
 from shoal._core._relay import NestedProgress
+from shoal._core._state import ExitResults
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import CALL, Chunk
 from shoal._errors import TaskTimeout, WorkerDied
@@ -232,9 +233,12 @@ class ProcessBackend:
                 logging.getLogger().getEffectiveLevel(),
                 native_threads_for(config.max_workers),
                 self._store.probe,
+                config.worker_exit,
             ),
             ctx.get_start_method(),
         )
+        #: What ``worker_exit`` gave in each worker that retired (``X`` frames).
+        self.exit_results = ExitResults()
         #: Shows workers' stdout, stderr and log records in this process.
         self.output = OutputForwarder(f"{config.name}-output")
         self._output_queued = False
@@ -845,6 +849,20 @@ class ProcessBackend:
             elif kind == 66:  # B: the initializer failed
                 message, tb = loads(memoryview(msg)[1:])
                 self._break(f"a worker's initializer failed: {message}{tb}")
+            elif kind == 88:  # X: what worker_exit gave as the worker retires
+                self._on_exit_result(w, msg, buffers)
+
+    def _on_exit_result(
+        self, w: _Worker, msg: bytes | bytearray, buffers: tuple[bytearray, ...]
+    ) -> None:
+        # Unpickled here, on the manager thread, as it arrives: the first worker's state is
+        # ready while the others still work or pickle theirs (the caller waits in join()).
+        who = f"worker {w.handle.name} (pid {w.handle.pid})"
+        try:
+            ok, value = loads(memoryview(msg)[1:], buffers=buffers)
+        except BaseException as exc:  # noqa: BLE001 - a value that cannot be unpickled here
+            ok, value = False, Failure(TRANSPORT, exc, pid=w.handle.pid)
+        self.exit_results.add(ok, value, who)
 
     def _on_progress(self, w: _Worker, msg: bytes | bytearray) -> None:
         # The task running now made the call: its own call's bar (if any) sets the kind, and

@@ -24,6 +24,7 @@ from shoal._core._callbacks import mark_internal_thread
 from shoal._core._events import EventHub, TaskEvent, WorkerEvent
 from shoal._core._options import settle
 from shoal._core._outcome import BROKEN, CANCELLED, RAISED, TIMEOUT, Failure, short_repr
+from shoal._core._state import ExitResults, begin_thread_worker, end_thread_worker
 from shoal._core._stats import Statistics, StatsRecorder
 from shoal._core._task import ONE, STAR, Chunk
 from shoal._errors import TaskTimeout
@@ -34,7 +35,7 @@ __all__ = ["ThreadBackend"]
 class _Running:
     """What one worker thread is doing now (read by the watchdog)."""
 
-    __slots__ = ("abandoned", "chunk", "pos", "started", "thread")
+    __slots__ = ("abandoned", "chunk", "exiting", "pos", "started", "thread")
 
     def __init__(self, thread: threading.Thread) -> None:
         self.thread = thread
@@ -42,6 +43,8 @@ class _Running:
         self.pos = 0
         self.started = 0.0
         self.abandoned = False
+        #: Running worker_exit (terminate() abandons it there too).
+        self.exiting = False
 
 
 class ThreadBackend:
@@ -62,6 +65,8 @@ class ThreadBackend:
         self._running: dict[threading.Thread, _Running] = {}
         self._idle = 0
         self._closing = False
+        #: terminate() was called: threads that end now run no worker_exit.
+        self._terminated = False
         self._broken: str | None = None
         self._count = itertools.count()
         self._ended = threading.Event()
@@ -73,6 +78,8 @@ class ThreadBackend:
         self.events = EventHub()
         #: Threads given up on (stuck past a time limit, Ctrl-C, terminate).
         self.abandoned = 0
+        #: What ``worker_exit`` gave in each thread that retired.
+        self.exit_results = ExitResults()
 
     @property
     def broken(self) -> str | None:
@@ -151,6 +158,7 @@ class ThreadBackend:
         config = self._config
         me = threading.current_thread()
         state = self._running[me]
+        begin_thread_worker()  # before the initializer, which may fill it
         if config.initializer is not None:
             try:
                 config.initializer(*config.initargs)
@@ -161,8 +169,11 @@ class ThreadBackend:
                 self._set_broken(f"a thread initializer failed: {exc!r}")
                 if first is not None:
                     self._fail(first, Failure(BROKEN, RuntimeError(self._broken)))
+                end_thread_worker()
                 return
         done = 0
+        #: Leaving in an orderly way (the pool closing, max_tasks_per_child): run worker_exit.
+        orderly = False
         limit = config.max_tasks_per_child
         queue = self._queue
         cond = self._cond
@@ -177,6 +188,7 @@ class ThreadBackend:
                             cond.wait()
                             self._idle -= 1
                         if not queue or state.abandoned:
+                            orderly = not state.abandoned
                             return
                         chunk = queue.popleft()
                 if not chunk.sink.claim():
@@ -190,12 +202,17 @@ class ThreadBackend:
                     return  # abandoned: the watchdog has reported and replaced us
                 done += 1
                 if limit is not None and done >= limit:
+                    # Before this thread is marked as leaving: join() waits for it until then.
+                    self._run_exit(state)
                     with cond:
                         state.abandoned = True  # retire: a new thread takes the place
                         if not self._closing and (queue or config.start_all):
                             self._spawn()
                     return
         finally:
+            if orderly:
+                self._run_exit(state)
+            end_thread_worker()
             self.recorder.worker_ended(me, lost=False)
             with cond:
                 self._running.pop(me, None)
@@ -203,6 +220,29 @@ class ThreadBackend:
                     t.is_alive() and t is not me for t in self._threads
                 ):
                     self._ended.set()
+
+    def _run_exit(self, state: _Running) -> None:
+        """Run ``worker_exit`` in this retiring thread and keep what it gave (or raised). Not
+        under terminate(), nor once the pool is broken: the state is dropped then, as a
+        process worker's is. terminate() abandons a thread still in it (join() does not wait
+        for it) and drops what it gives."""
+        fn = self._config.worker_exit
+        with self._cond:
+            if fn is None or self._terminated or self._broken is not None:
+                return
+            state.exiting = True
+        try:
+            ok, value = True, fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by worker_exit_results()
+            ok, value = False, Failure(RAISED, exc)
+            del exc
+        with self._cond:
+            state.exiting = False
+            if self._terminated:
+                return
+            # Added under the lock: terminate() either sees this thread exiting (and abandons
+            # it) or finds its result already in.
+            self.exit_results.add(ok, value, f"thread {state.thread.name}")
 
     def _run_chunk(self, state: _Running, chunk: Chunk) -> bool:
         """Run a chunk's items; False if this thread was abandoned meanwhile."""
@@ -411,9 +451,15 @@ class ThreadBackend:
     def terminate(self) -> None:
         with self._cond:
             self._closing = True
+            self._terminated = True
             queued = list(self._queue)
             self._queue.clear()
             dropped = self._drop_running("terminated")
+            for state in self._running.values():
+                if state.exiting and not state.abandoned:
+                    # In worker_exit: like a running task, it cannot be stopped, only left.
+                    state.abandoned = True
+                    self.abandoned += 1
             self._cond.notify_all()
             self._watch_cond.notify_all()
         self._cancel(dropped, queued, "the pool was terminated")

@@ -5,7 +5,7 @@ A frame is a 4-byte big-endian length and a payload; a payload of 4 GiB or more 
 
 Parent to worker:
   ``I`` + pickled (initializer, initargs, max_tasks, init_logger, memory limit, log level,
-  native threads, shared-memory probe): the first frame, always.
+  native threads, shared-memory probe, worker_exit): the first frame, always.
   ``F`` + 16-byte digest + pickled function: define a function (sent once per worker).
   ``G`` + 16-byte digest + segment table + pickled function: the same for a function whose large
   buffers travel out of band, in shared memory (see ``_segments``).
@@ -25,6 +25,9 @@ Worker to parent:
   ``L`` + pickled log record state: a record made in the worker, for the parent's handlers.
   ``P`` + plainly pickled tuple: progress of a map-like call a task runs (``_core/_relay.py``).
   ``d`` + segment table: the ``D`` of these segments was done (their memory may be freed).
+  ``X`` + pickled (ok, value): what ``worker_exit`` returned (ok) or a Failure (it raised, or
+  its value could not be pickled); the last frame of a worker that retires in an orderly way
+  (told to quit, max_tasks, memory guard), sent only when the pool has a ``worker_exit``.
 
 The ``C`` frame's mode byte carries flags: 0x80 (TIMED) asks for each item's start time in the
 worker's slot (task_timeout); 0x40 (TRACED) asks for ``T`` frames; 0x20 (SHARED) says a segment

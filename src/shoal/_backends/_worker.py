@@ -39,6 +39,7 @@ from shoal._backends._wire import (
 from shoal._core import _relay
 from shoal._core._outcome import ENCODE, RAISED, TRANSPORT, Failure, short_repr
 from shoal._core._pickling import dumps_result, dumps_result_parts, loads, rebind_to_main
+from shoal._core._state import begin_process_worker
 from shoal._core._task import ONE, STAR
 
 __all__ = [
@@ -344,6 +345,28 @@ def _grow_pipe(fd: int) -> None:
         pass  # not Linux, or over the user's quota: keep the default
 
 
+def _retire(fd: int, worker_exit: Callable[[], object] | None, pid: int) -> int:
+    """Leave in an orderly way: run ``worker_exit`` and send what it gave (an ``X`` frame);
+    returns the exit code. Not on end of file (the parent stopped us, or is gone)."""
+    if worker_exit is None:
+        return 0
+    value: Any = None
+    try:
+        value = rebind_to_main(worker_exit)()
+        # A whole worker's state may be large: sent as results are (its large buffers out of
+        # band, never joined into one copy).
+        parts, buffers = dumps_result_parts((True, value), IN_PLACE)
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it, whatever it is
+        # An exception raised while pickling a value the function returned is an encoding
+        # error (a SystemExit there is still the function's own, as for a task's result).
+        kind = ENCODE if value is not None and isinstance(exc, Exception) else RAISED
+        failure = Failure(kind, _picklable(exc), _remote_tb(exc), pid, short_repr(value))
+        parts, buffers = [dumps_result((False, failure))], []
+        del exc
+    _send_parts(fd, [b"X", *parts], buffers)
+    return 0
+
+
 class _ForwardHandler(logging.Handler):
     """Sends log records to the parent (``L`` frames), where its own handlers take them."""
 
@@ -421,12 +444,14 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
     if first is None:
         return 0
     (
-        initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads, segments
+        initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads, segments,
+        worker_exit,
     ) = loads(memoryview(first)[1:])
     # Before the initializer, which may load numpy; the rest after the first chunk.
     capping = cap_native_threads(threads)
     # Checked once, before the initializer (which may change what this process may open).
     no_segments = probe(segments)
+    begin_process_worker()  # before the initializer too, which may fill the state
     _forward_logging(result_fd, log_level)
     # Map-like calls with progress=True in a task send their counts here (P frames).
     _relay.install(lambda payload: _send(result_fd, payload))
@@ -501,13 +526,13 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
                 capping = None
             done += 1
             if max_tasks is not None and done >= max_tasks:
-                return 0
+                return _retire(result_fd, worker_exit, pid)
             if memory_limit is not None and time.monotonic() >= next_check:
                 next_check = time.monotonic() + 1.0
                 grown = _rss() - baseline
                 if grown > memory_limit:
                     _send(result_fd, b"M" + dumps_result(grown))
-                    return 0
+                    return _retire(result_fd, worker_exit, pid)
         elif kind in (_F, _G):
             key = bytes(msg[1:17])
             try:
@@ -536,6 +561,6 @@ def serve(task_fd: int, result_fd: int, slots: Any, slot_index: int) -> int:
             # be the one that frees the pages.
             _send(result_fd, b"d" + msg[1:])
         elif kind == _Q:
-            return 0
+            return _retire(result_fd, worker_exit, pid)
         else:  # pragma: no cover - a bug in the parent, not a user error
             raise RuntimeError(f"shoal worker: unknown frame {kind!r}")

@@ -35,6 +35,9 @@ class WorkerConfig:
     init_logger: str = "shoal"
     #: Thread name prefix (thread backend) or worker name prefix.
     name: str = "shoal"
+    #: Called with no arguments in each worker when it retires in an orderly way; what it
+    #: returns goes to the backend's ``exit_results`` (None: nothing runs).
+    worker_exit: Callable[[], object] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,6 +77,10 @@ class Backend(Protocol):
 
     #: Observers subscribe here (:class:`shoal._core._events.EventHub`).
     events: Any
+
+    #: What ``worker_exit`` returned in each worker that retired
+    #: (:class:`shoal._core._state.ExitResults`).
+    exit_results: Any
 
     @property
     def broken(self) -> str | None:
