@@ -16,6 +16,7 @@ owner is gone: the zygote kills its workers and exits.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import select
@@ -65,18 +66,27 @@ def direct_worker(
     """A pool's first worker, forked by the pool's own constructor in the main thread (before
     the pool has any thread) rather than by its zygote: one fork less before the first task.
 
-    With ``zygote_sock`` it first forks the pool's zygote, so that the pool's process forks
+    With ``zygote_sock`` it also forks the pool's zygote, so that the pool's process forks
     once, not twice: a fork costs the parent more than the call (its pages become
-    copy-on-write, and every page it writes next is copied). Forked here, before this worker
-    ran anything, the zygote holds the same state as one forked by the pool itself."""
+    copy-on-write, and every page it writes next is copied). It does so once it said it is
+    ready, while the pool sends its first chunk (``serve``'s ``before_user_code``), but before
+    it runs any code of the user's or starts a thread: the zygote holds the state of one forked
+    by the pool itself, with the pool's own stdout and stderr (kept aside here) on fds 1 and 2,
+    not this worker's pipes."""
     gc.freeze()
+    fork_zygote = None
+    keep = [*fds, *keep_fds]
     if zygote_sock is not None:
-        _fork_zygote(zygote_sock, view, keep_fds, zygote_name, threads)
-    close_inherited_fds([*fds, *keep_fds])
+        saved = (os.dup(1), os.dup(2))
+        fork_zygote = functools.partial(
+            _fork_zygote, zygote_sock, view, keep_fds, zygote_name, threads, saved
+        )
+        keep += [zygote_sock.fileno(), *saved]
+    close_inherited_fds(keep)
     set_parent_death_signal(parent)
     task_r, result_w, out_w, err_w = fds
     redirect_output(out_w, err_w)
-    code = serve(task_r, result_w, view, slot)
+    code = serve(task_r, result_w, view, slot, fork_zygote)
     flush_multiprocessing()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -85,24 +95,35 @@ def direct_worker(
 
 
 def _fork_zygote(
-    sock: socket.socket, view: Any, keep_fds: list[int], name: str, threads: int | None
+    sock: socket.socket,
+    view: Any,
+    keep_fds: list[int],
+    name: str,
+    threads: int | None,
+    std: tuple[int, int],
 ) -> None:
     """Fork the zygote from this (first) worker; it is not our business after that: it never
     exits before the pool closes its socket, and then this worker exits as well (should it
     not, the zygote stays a zombie until it does). No parent-death signal for it: it must
-    outlive this worker; it ends at the end of its socket, which the pool's death brings."""
+    outlive this worker; it ends at the end of its socket, which the pool's death brings.
+    ``std``: the pool's stdout and stderr, for the zygote's fds 1 and 2 (holding this worker's
+    output pipes would keep their ends open after this worker died)."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             import multiprocessing
 
+            os.dup2(std[0], 1)
+            os.dup2(std[1], 2)
             multiprocessing.current_process().name = name
             zygote_main(sock, view, keep_fds, threads)
             code = 0
         finally:
             os._exit(code)
     sock.close()
+    for fd in std:
+        os.close(fd)
 
 
 def zygote_main(
