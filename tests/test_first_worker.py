@@ -55,6 +55,12 @@ def test_pool_forks_once_and_its_first_worker_forks_the_zygote() -> None:
         workers = {first.pid, *(c.pid for c in zygote.children())}
         assert pids <= workers
         assert zygote.pid not in pids
+        # The zygote writes where the pool writes, not into the first worker's output pipes
+        # (holding their ends would hide that worker's end from the pool).
+        for fd in (1, 2):
+            mine = os.readlink(f"/proc/self/fd/{fd}")
+            assert os.readlink(f"/proc/{zygote.pid}/fd/{fd}") == mine
+            assert os.readlink(f"/proc/{first.pid}/fd/{fd}") != mine
 
 
 def test_zygote_outlives_a_killed_first_worker() -> None:
