@@ -9,8 +9,8 @@ import functools
 import pytest
 
 import shoal
-from shoal._core._schedule import MIN_CHUNK_SECONDS, chunk_sizes, default_chunksize
 from helpers import faults
+from shoal._core._schedule import MIN_CHUNK_SECONDS, chunk_sizes, default_chunksize
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 10, 200, 1000, 100_000, 1_000_000])

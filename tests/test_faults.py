@@ -44,8 +44,11 @@ class Facade:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-@pytest.fixture(scope="module", params=[(k, m) for k in ("pool", "executor") for m in START_METHODS],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[(k, m) for k in ("pool", "executor") for m in START_METHODS],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def facade(request: pytest.FixtureRequest) -> Iterator[Facade]:
     f = Facade(*request.param)
     yield f
@@ -89,7 +92,9 @@ MATRIX: dict[tuple[str, str], Any] = {
     ("pickle_result", "crash"): SEGV,
     ("pickle_result", "c_exit"): CEXIT,
     ("pickle_result", "exit"): _is(SystemExit),
-    ("pickle_result", "error"): {"pool": _is(shoal.EncodingError), "executor": _is(faults.FaultError)},
+    ("pickle_result", "error"): {
+        "pool": _is(shoal.EncodingError), "executor": _is(faults.FaultError),
+    },
     ("unpickle_result", "exit"): _is(shoal.TransportError),
     ("unpickle_result", "error"): _is(shoal.TransportError),
 }
@@ -138,7 +143,9 @@ def test_sigkill_busy_workers(kind: str, method: str, how_many: int, tmp_path: P
     try:
         paths = [tmp_path / f"started-{i}" for i in range(2)]
         if kind == "pool":
-            results = [f.pool.apply_async(faults.wait_for_file_then_sleep, (str(p), 120)) for p in paths]
+            results = [
+                f.pool.apply_async(faults.wait_for_file_then_sleep, (str(p), 120)) for p in paths
+            ]
         else:
             results = [f.pool.submit(faults.wait_for_file_then_sleep, str(p), 120) for p in paths]
         pids = _wait_for(paths)
@@ -198,7 +205,7 @@ def test_a_crash_inside_a_chunk_fails_only_its_item(method: str) -> None:
         assert info.value.signal == signal.SIGSEGV
         it = pool.imap(functools.partial(crash_on, bad=7), range(12), chunksize=4)
         got = []
-        for x in range(12):
+        for _ in range(12):
             try:
                 got.append(next(it))
             except shoal.WorkerDied as exc:

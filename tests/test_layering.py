@@ -55,7 +55,9 @@ BACKEND_HELPERS: dict[str, set[str]] = {
     },
     "shoal._backends._spawn": {"shoal._backends._zygote", "shoal._backends._worker"},
     "shoal._backends._zygote": {
-        "shoal._backends._worker", "shoal._backends._shared_init", "shoal._backends._native_threads",
+        "shoal._backends._worker",
+        "shoal._backends._shared_init",
+        "shoal._backends._native_threads",
     },
     "shoal._backends._worker": {
         "shoal._backends._wire",

@@ -179,7 +179,9 @@ def test_cancel_force_stops_a_running_task(method: str, tmp_path: Path) -> None:
 # ---- Ctrl-C ---------------------------------------------------------------------------------
 
 
-def _run_interrupt(kind: str, where: str, group: bool, interactive: bool, tmp_path: Path) -> dict[str, object]:
+def _run_interrupt(
+    kind: str, where: str, group: bool, interactive: bool, tmp_path: Path
+) -> dict[str, object]:
     started_dir = tmp_path / "started"
     started_dir.mkdir()
     with subprocess.Popen(
@@ -227,7 +229,9 @@ def _drive_interrupt(
 @pytest.mark.parametrize("kind", ["pool", "executor", "threadpool"])
 @pytest.mark.parametrize("where", ["wait", "with"])
 @pytest.mark.parametrize("group", [True, False], ids=["process-group", "main-only"])
-def test_ctrl_c_returns_at_once_and_leaves_nothing(kind: str, where: str, group: bool, tmp_path: Path) -> None:
+def test_ctrl_c_returns_at_once_and_leaves_nothing(
+    kind: str, where: str, group: bool, tmp_path: Path
+) -> None:
     report = _run_interrupt(kind, where, group, False, tmp_path)
     assert report["latency"] < 0.5, report  # type: ignore[operator]
     assert report["exit_after"] < 2.0, report  # type: ignore[operator]
@@ -365,6 +369,6 @@ def test_bad_parameters_name_the_problem(make: object, error: type[Exception], w
 
 
 def test_unknown_backend_names_the_known_ones() -> None:
-    with pytest.raises(shoal.BackendUnavailable, match="process.*thread"):
+    with pytest.raises(shoal.BackendUnavailable, match=r"process.*thread"):
         shoal.map(faults.square, [1], backend="nope")
     assert issubclass(shoal.BackendUnavailable, LookupError)

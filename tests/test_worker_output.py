@@ -35,7 +35,9 @@ def c_level_write(x: int) -> int:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_worker_log_records_reach_parent_handlers(method: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_worker_log_records_reach_parent_handlers(
+    method: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     with shoal.Pool(2, context=method) as pool:
         pids = {h.pid for h in pool._pool}
@@ -46,7 +48,9 @@ def test_worker_log_records_reach_parent_handlers(method: str, caplog: pytest.Lo
     assert {r.process for r in records} <= pids
 
 
-def test_worker_prints_and_c_writes_reach_parent_streams(capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_prints_and_c_writes_reach_parent_streams(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with shoal.Pool(2) as pool:
         assert pool.map(c_level_write, range(3)) == [0, 1, 2]
         out, err = capsys.readouterr()
@@ -75,7 +79,9 @@ class _BlockedStream(io.StringIO):
         return super().write(s)
 
 
-def test_a_slow_reader_drops_and_counts_instead_of_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_reader_drops_and_counts_instead_of_blocking(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     slow_out, slow_err = _BlockedStream(), _BlockedStream()
     monkeypatch.setattr(sys, "stdout", slow_out)
     monkeypatch.setattr(sys, "stderr", slow_err)

@@ -52,7 +52,7 @@ def raise_main(i):
 def check(name, fn):
     try:
         fn()
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - the script reports any failure, SystemExit too
         detail = (
             "".join(traceback.format_exception_only(type(exc), exc)).strip().replace("\n", " | ")
         )
@@ -69,7 +69,7 @@ def expect(condition, what):
 def raises_own(call, cls, code):
     try:
         call()
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - SystemExit is what is checked here
         expect(type(exc) is cls, f"got {type(exc)!r} from {type(exc).__module__}, not {cls!r}")
         expect(exc.code == code, f"code {exc.code!r}")
         return
