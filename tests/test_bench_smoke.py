@@ -67,3 +67,10 @@ print("ok")
 """
     proc = _run(["-c", code], timeout=30)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+def test_ceiling_runs_every_way_and_checks_results() -> None:
+    proc = _run(["-m", "bench.ceiling", "--repeat", "1"], timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for label in ("serial=", "bare forked split=", "multiprocessing.Pool=", "shoal.Pool="):
+        assert proc.stdout.count(label) == 2, proc.stdout  # the 1 ms and the 5 ms workload
