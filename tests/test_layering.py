@@ -24,6 +24,8 @@ no rule covers fails the test, so a new module gets its arrows written down here
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -311,3 +313,12 @@ def test_all_matches_the_imported_package() -> None:
         obj = getattr(shoal, name)
         if isinstance(obj, type | types.FunctionType):
             assert obj.__module__ == "shoal", f"shoal.{name}.__module__ is {obj.__module__!r}"
+
+
+def test_import_shoal_leaves_asyncio_unloaded() -> None:
+    # asyncio costs every importer ~15 ms; only awaiting a future needs it.
+    code = "import sys; import shoal; print('asyncio' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

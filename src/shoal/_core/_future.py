@@ -3,7 +3,6 @@ cancelled while it runs (``cancel(force=True)``)."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Callable, Generator
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, RUNNING
@@ -28,6 +27,8 @@ class Future(concurrent.futures.Future[Any]):
     _on_interrupt: Callable[[], object] | None = None
 
     def __await__(self) -> Generator[Any, None, Any]:
+        import asyncio  # here, not at import: loading asyncio costs every user of shoal ~15 ms
+
         return asyncio.wrap_future(self).__await__()
 
     def cancel(self, force: bool = False) -> bool:
