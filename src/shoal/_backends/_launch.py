@@ -335,6 +335,11 @@ class ZygoteLauncher:
         self._by_slot.clear()
 
     def close(self) -> None:
+        if self._popen is None and self._zygote is None and self._zygote_pid is None:
+            try:  # a first worker's zygote may have said its pid without being heard yet
+                self.read_reports()
+            except OSError:
+                pass
         try:
             self._sock.close()
         except OSError:
