@@ -5,10 +5,14 @@ running once the pool is joined."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -117,3 +121,19 @@ def test_a_pool_made_off_the_main_thread_still_works(how: str) -> None:
     t.join(60)
     assert not t.is_alive()
     assert out == [[x * x for x in range(20)]]
+
+
+def test_a_first_worker_that_dies_before_forking_the_zygote_is_replaced() -> None:
+    # It dies in its first instant; a spawned zygote stands in for the one it never forked,
+    # and the workers asked of that one are replaced like dead ones: the pool still works.
+    tests = Path(__file__).parent
+    proc = subprocess.run(
+        [sys.executable, str(tests / "helpers" / "first_worker_dies.py")],
+        env={**os.environ, "PYTHONPATH": str(tests)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["results"] == [x * x for x in range(40)]
+    assert report["stand_in"] is True
+    assert 1 <= len(report["pids"]) <= 2

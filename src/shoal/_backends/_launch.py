@@ -183,6 +183,11 @@ class SpawnLauncher:
     def zygote_lost(self) -> None:  # pragma: no cover - no zygote here
         pass
 
+    never_started = False
+
+    def respawn(self) -> int:  # pragma: no cover - no zygote here
+        raise NotImplementedError("spawned workers have no zygote")
+
     def close(self) -> None:
         pass
 
@@ -213,18 +218,12 @@ class ZygoteLauncher:
         self._zygote_sock: socket.socket | None = None
         #: The zygote's pid, when it is not this process's child (it says so in an ``H`` report).
         self._zygote_pid: int | None = None
+        self._deferred = deferred and not spawned
+        self._tracker = tracker
         if deferred and not spawned:
             self._zygote_sock = child_sock
         elif spawned:
-            payload = {
-                "role": "zygote",
-                "sock": child_sock.fileno(),
-                "slots_fd": slots.fd,
-                "slots_len": slots.length,
-                "tracker_fd": tracker,
-                "threads": threads,
-            }
-            self._popen = spawn_child(payload, [child_sock.fileno(), slots.fd, *keep])
+            self._popen = self._spawn_zygote(child_sock)
         else:
             self._zygote = context.Process(
                 target=zygote_main,
@@ -259,6 +258,45 @@ class ZygoteLauncher:
             _close_all(child)
         self._by_slot[slot] = handle
         return handle, parent
+
+    def _spawn_zygote(self, child_sock: socket.socket) -> subprocess.Popen[bytes]:
+        """A zygote that is a fresh interpreter (forkserver's, or a stand-in, see respawn())."""
+        payload = {
+            "role": "zygote",
+            "sock": child_sock.fileno(),
+            "slots_fd": self._slots.fd,
+            "slots_len": self._slots.length,
+            "tracker_fd": self._tracker,
+            "threads": self._threads,
+        }
+        return spawn_child(payload, [child_sock.fileno(), self._slots.fd, *self._keep])
+
+    @property
+    def never_started(self) -> bool:
+        """The zygote a first worker was to fork never said it exists (that worker died
+        first): respawn() can stand in for it."""
+        return self._deferred and self._zygote_pid is None and self._popen is None
+
+    def respawn(self) -> int:
+        """Start a zygote that is a fresh interpreter in place of one that never started (the
+        pool's process has threads now: it cannot fork one). Its workers, as under forkserver,
+        do not inherit the parent's state; functions of ``__main__`` still reach them by value.
+        The requests the lost one never read go with its socket: their workers never started,
+        and the manager replaces them as it does dead workers. Returns the new socket's fd."""
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._popen = self._spawn_zygote(child_sock)
+        finally:
+            child_sock.close()
+        old, self._sock = self._sock, parent_sock
+        parent_sock.setblocking(False)
+        self.fileno = parent_sock.fileno()
+        old.close()  # frees the pipe ends in the requests it held: those workers end at once
+        for handle in list(self._by_slot.values()):
+            if handle._exitcode is None:
+                handle._set_exitcode(None)
+        self._by_slot.clear()
+        return self.fileno
 
     def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:
         """Fork a worker from this process itself, not from the zygote. Only while this process

@@ -1069,8 +1069,20 @@ class ProcessBackend:
         for kind, _slot, pid, _code in self._launcher.read_reports():
             if kind == b"Z":
                 self._selector.unregister(fd)
-                self._launcher.zygote_lost()
-                if not (self._closing or self._terminating):
+                if self._closing or self._terminating:
+                    self._launcher.zygote_lost()
+                elif self._launcher.never_started:
+                    # The first worker died before it forked the zygote: a spawned one stands
+                    # in, and the workers asked of the lost one are replaced like dead ones.
+                    try:
+                        new = self._launcher.respawn()
+                    except OSError as exc:
+                        self._launcher.zygote_lost()
+                        self._break(f"could not start a zygote process: {exc}")
+                    else:
+                        self._selector.register(new, selectors.EVENT_READ, "zygote")
+                else:
+                    self._launcher.zygote_lost()
                     self._break("the zygote process that forks workers died")
             elif kind == b"P":
                 for w in self._workers.values():
