@@ -137,3 +137,31 @@ def test_a_first_worker_that_dies_before_forking_the_zygote_is_replaced() -> Non
     assert report["results"] == [x * x for x in range(40)]
     assert report["stand_in"] is True
     assert 1 <= len(report["pids"]) <= 2
+
+
+def _own_fds(barrier: object) -> tuple[int, list[str]]:
+    barrier.wait(timeout=30)  # type: ignore[attr-defined] # one task in each worker
+    return os.getpid(), sorted(
+        os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+        if os.path.exists(f"/proc/self/fd/{fd}")
+    )
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_workers_the_zygote_forks_ahead_hold_only_their_own_pipes(n: int) -> None:
+    """The pipe ends of the pool's other first workers ride along with the first worker's fork
+    and its zygote's: each worker must end up with its own only (holding another's would keep
+    that one's end of file from the pool when it dies)."""
+    manager = FORK.Manager()
+    try:
+        barrier = manager.Barrier(n)
+        with shoal.Pool(n, context=FORK) as pool:
+            got = dict(pool.map(_own_fds, [barrier] * n, chunksize=1))
+    finally:
+        manager.shutdown()
+    assert len(got) == n
+    pipes = {pid: [f for f in fds if f.startswith("pipe:")] for pid, fds in got.items()}
+    # Its task and result pipes, and the stdout and stderr the pool reads.
+    assert all(len(p) == 4 for p in pipes.values()), pipes
+    every = [f for p in pipes.values() for f in p]
+    assert len(set(every)) == len(every), pipes  # no pipe shared by two workers

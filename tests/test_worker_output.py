@@ -97,3 +97,32 @@ def test_a_slow_reader_drops_and_counts_instead_of_blocking(
     assert 0 < len(written) < 101
     assert written[-1] == "after"
     assert "line(s) of worker output were dropped" in slow_err.getvalue()
+
+
+def _report_name(queue: object) -> None:
+    import multiprocessing
+
+    queue.put((os.getpid(), multiprocessing.current_process().name))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_each_worker_is_named_after_itself(method: str) -> None:
+    """current_process().name (logging's processName) is the worker's own name in every worker,
+    also in those the zygote forks, and in replacements (not the zygote's name)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context(method)
+    queue = ctx.Queue()
+    with shoal.Pool(3, context=ctx, initializer=_report_name, initargs=(queue,),
+                    maxtasksperchild=1) as pool:
+        assert pool.map(abs, range(-4, 0), chunksize=1) == [4, 3, 2, 1]
+        # Each worker runs one task: four tasks, at least four workers said who they are.
+        seen = dict(queue.get(timeout=30) for _ in range(4))
+        for h in pool._pool:
+            h.wait_started(30)
+        handles = {h.pid: h.name for h in pool._pool}
+    assert all(name.startswith("ShoalPoolWorker-") for name in seen.values()), seen
+    assert len(set(seen.values())) == 4, seen
+    assert {pid: seen[pid] for pid in handles if pid in seen} == {
+        pid: name for pid, name in handles.items() if pid in seen
+    }

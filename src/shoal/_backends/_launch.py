@@ -24,7 +24,7 @@ from typing import Any
 
 from shoal._backends._spawn import SharedSlots, spawn_child, tracker_fd
 from shoal._backends._worker import prepare_for_forks
-from shoal._backends._zygote import REPORT, REQUEST, direct_worker, zygote_main
+from shoal._backends._zygote import NAME_MAX, REPORT, REQUEST, direct_worker, zygote_main
 
 __all__ = ["SpawnLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
 
@@ -154,6 +154,7 @@ class SpawnLauncher:
         keep = [*child, self._slots.fd] + ([self._tracker] if self._tracker is not None else [])
         payload = {
             "role": "worker",
+            "name": handle.name,
             "fds": child,
             "slot": slot,
             "slots_fd": self._slots.fd,
@@ -174,7 +175,9 @@ class SpawnLauncher:
 
     #: Spawned workers are never forked from this process.
 
-    def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:  # pragma: no cover
+    def launch_direct(  # pragma: no cover
+        self, slot: int, first_frame: bytes, others: list[int] | None = None
+    ) -> tuple[WorkerHandle, list[int], list[tuple[WorkerHandle, list[int]]]]:
         raise NotImplementedError("spawned workers are never forked from the pool's process")
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
@@ -249,7 +252,7 @@ class ZygoteLauncher:
         child, parent = _new_pipes()
         try:
             self._sock.setblocking(True)
-            socket.send_fds(self._sock, [REQUEST.pack(slot)], child)
+            socket.send_fds(self._sock, [_request(slot, handle.name)], child)
         except OSError:
             _close_all(parent)
             raise
@@ -298,21 +301,38 @@ class ZygoteLauncher:
         self._by_slot.clear()
         return self.fileno
 
-    def launch_direct(self, slot: int) -> tuple[WorkerHandle, list[int]]:
+    def launch_direct(
+        self, slot: int, first_frame: bytes, others: list[int] | None = None
+    ) -> tuple[WorkerHandle, list[int], list[tuple[WorkerHandle, list[int]]]]:
         """Fork a worker from this process itself, not from the zygote. Only while this process
         has no thread of the pool's yet, and only from the main thread: the worker's parent-death
-        signal follows the thread that forked it."""
+        signal follows the thread that forked it. ``first_frame``, its ``I`` frame, goes with the
+        fork: it starts (and forks the zygote) without waiting for this process to write it.
+
+        ``others``: slots of workers the zygote this worker forks is to fork as soon as it
+        exists, without waiting for a request from this process: their pipes ride along with
+        the fork. Returns the first worker's handle and fds, then each other's."""
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
         child, parent = _new_pipes()
         zygote_sock, self._zygote_sock = self._zygote_sock, None
+        ahead: list[tuple[int, str, list[int]]] = []  # (slot, name, child ends): the zygote's
+        extra: list[tuple[WorkerHandle, list[int]]] = []
+        if zygote_sock is not None:
+            for other in others or ():
+                self._count += 1
+                other_handle = WorkerHandle(other, f"{self._name}Worker-{self._count}")
+                other_child, other_parent = _new_pipes()
+                ahead.append((other, other_handle.name, other_child))
+                extra.append((other_handle, other_parent))
+                self._by_slot[other] = other_handle  # its pid comes in the zygote's P report
         prepare_for_forks()  # once per process: the worker and its zygote find libc loaded
         try:
             process = self._context.Process(
                 target=direct_worker,
                 args=(
                     child, self._slots.view, slot, self._keep, os.getpid(), zygote_sock,
-                    f"{self._name}Zygote", self._threads,
+                    f"{self._name}Zygote", self._threads, first_frame, ahead,
                 ),
                 name=handle.name,
                 daemon=False,
@@ -320,14 +340,19 @@ class ZygoteLauncher:
             process.start()
         except BaseException:
             _close_all(parent)
+            for other_handle, other_parent in extra:
+                self._by_slot.pop(other_handle.slot, None)
+                _close_all(other_parent)
             raise
         finally:
             _close_all(child)
+            for *_, other_child in ahead:
+                _close_all(other_child)
             if zygote_sock is not None:
                 zygote_sock.close()
         handle._process = process
         handle.pid = process.pid
-        return handle, parent
+        return handle, parent, extra
 
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         """Read what the zygote said: starts (``P``) and exits (``X``); updates the handles.
@@ -399,6 +424,11 @@ class ZygoteLauncher:
                 self._zygote_sock = None
             if self._zygote_pid is not None:
                 _wait_foreign(self._zygote_pid, 5.0)
+
+
+def _request(slot: int, name: str) -> bytes:
+    """A launch request for the zygote: the slot, then the worker's name."""
+    return REQUEST.pack(slot) + name.encode()[:NAME_MAX]
 
 
 def _wait_foreign(pid: int, timeout: float) -> None:

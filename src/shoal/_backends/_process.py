@@ -571,15 +571,28 @@ class ProcessBackend:
         """Start a Pool's workers from its constructor, before the manager thread exists: this
         process forks the first itself, which forks the zygote, which forks the others. Still
         single-threaded as far as this pool goes, so this is as safe as forking the zygote."""
-        first = self._launch(direct=True)
-        if first is None:
+        slots = [self._take_slot() for _ in range(self._max)]
+        # Made before the fork, which carries it: the first worker need not wait for a write.
+        first_frame = self._init_frame()
+        try:
+            handle, fds, others = self._launcher.launch_direct(slots[0], first_frame, slots[1:])
+        except OSError as exc:
+            self._free_slots.extend(reversed(slots))
+            self._break(f"could not start a worker process: {exc}")
             return
-        self._flush(first)  # its initializer frame waits in the pipe when it starts reading
-        for _ in range(self._max - 1):
-            w = self._launch()
-            if w is None:
-                return
+        self._add_worker(handle, fds)
+        # The others are forked by the zygote that the first forks, without a request from
+        # here; their initializer frames wait in their pipes.
+        for other_handle, other_fds in others:
+            w = self._add_worker(other_handle, other_fds)
+            self._queue_out(w, self._init_frame())
             self._flush(w)
+        self._free_slots.extend(reversed(slots[1 + len(others) :]))
+        for _ in range(self._max - 1 - len(others)):  # no zygote to fork them ahead
+            launched = self._launch()
+            if launched is None:
+                return
+            self._flush(launched)
         self._started.set()  # start() has nothing left to do
 
     def _launch_wanted(self) -> int:
@@ -636,24 +649,30 @@ class ProcessBackend:
                     if w.inflight and w.inflight[0].sink is sink and not w.stopping:
                         self._stop(w, CANCELLED)
 
-    def _launch(self, direct: bool = False) -> _Worker | None:
+    def _take_slot(self) -> int:
         slot = self._free_slots.pop()
         base = SLOT_WIDTH * slot
         self._slot_view[base] = 0
         self._slot_view[base + 1] = -1
+        return slot
+
+    def _launch(self) -> _Worker | None:
+        slot = self._take_slot()
         try:
-            if direct:
-                handle, fds = self._launcher.launch_direct(slot)
-            else:
-                handle, fds = self._launcher.launch(slot)
+            handle, fds = self._launcher.launch(slot)
         except OSError as exc:
             self._free_slots.append(slot)
             self._break(f"could not start a worker process: {exc}")
             return None
+        w = self._add_worker(handle, fds)
+        self._queue_out(w, self._init_frame())
+        return w
+
+    def _add_worker(self, handle: WorkerHandle, fds: list[int]) -> _Worker:
         for fd in fds:
             os.set_blocking(fd, False)
         w = _Worker(handle, fds)
-        self._workers[slot] = w
+        self._workers[handle.slot] = w
         self.recorder.worker_started(w, handle.name, handle.pid)
         if self.events.active:
             self.events.worker_changed(
@@ -662,7 +681,6 @@ class ProcessBackend:
         self._selector.register(w.result_fd, selectors.EVENT_READ, ("r", w))
         self._selector.register(w.out_fd, selectors.EVENT_READ, ("o", w, 1))
         self._selector.register(w.err_fd, selectors.EVENT_READ, ("o", w, 2))
-        self._queue_out(w, self._init_frame())
         return w
 
     def _schedule(self) -> None:

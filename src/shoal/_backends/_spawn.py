@@ -105,6 +105,8 @@ def child_main(d: dict[str, Any]) -> None:
     from multiprocessing import process
 
     process.current_process().authkey = d["authkey"]
+    if d.get("name"):
+        process.current_process().name = d["name"]  # logging's processName, as in the parent
     tracker = d.get("tracker_fd")
     if tracker is not None:
         from multiprocessing import resource_tracker

@@ -433,6 +433,7 @@ def serve(
     slots: Any,
     slot_index: int,
     before_user_code: Callable[[], None] | None = None,
+    first_frame: bytes | None = None,
 ) -> int:
     """Run the worker protocol until told to quit or the parent goes away; returns the exit code.
 
@@ -445,12 +446,14 @@ def serve(
             runs here and before this process starts a thread: just after the ready frame
             without an initializer, else before the initializer (a pool's first worker forks
             the zygote there, off the path to the first task).
+        first_frame: the ``I`` frame, when this process was forked holding it (a pool's first
+            worker): it starts without waiting for the parent to write it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     pid = os.getpid()
     at_chunk = SLOT_WIDTH * slot_index
     at_item = at_chunk + 1
-    first = read_frame(task_fd)
+    first = first_frame if first_frame is not None else read_frame(task_fd)
     if first is None:
         return 0
     (

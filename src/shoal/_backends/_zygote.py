@@ -6,18 +6,19 @@ from its zygote, never from the pool's own (threaded) process. Under the fork st
 zygote is forked once, before the pool starts any thread; under forkserver it is a fresh
 interpreter (spawned), so it shares nothing with its parent at all.
 
-Protocol, on a SEQPACKET socket: a request is a slot number with four fds (SCM_RIGHTS: the
-worker's task, result, stdout and stderr pipe ends); reports are ``(kind, slot, pid, code)``:
-``P`` a worker started, ``X`` a worker exited with that code (multiprocessing's convention:
-negative for a signal); ``H`` first, with the zygote's own pid (under fork it may be a
-child of the pool's first worker, not of the pool). End of file on the socket means the pool's
-owner is gone: the zygote kills its workers and exits.
+Protocol, on a SEQPACKET socket: a request is a slot number and the worker's name, with four
+fds (SCM_RIGHTS: the worker's task, result, stdout and stderr pipe ends); reports are
+``(kind, slot, pid, code)``: ``P`` a worker started, ``X`` a worker exited with that code
+(multiprocessing's convention: negative for a signal); ``H`` first, with the zygote's own pid
+(under fork it may be a child of the pool's first worker, not of the pool). End of file on
+the socket means the pool's owner is gone: the zygote kills its workers and exits.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import multiprocessing
 import os
 import select
 import signal
@@ -35,9 +36,11 @@ from shoal._backends._worker import (
     set_parent_death_signal,
 )
 
-__all__ = ["REPORT", "REQUEST", "close_inherited_fds", "direct_worker", "zygote_main"]
+__all__ = ["NAME_MAX", "REPORT", "REQUEST", "close_inherited_fds", "direct_worker", "zygote_main"]
 
-REQUEST = struct.Struct("!i")  # slot; the pipe ends ride along as SCM_RIGHTS
+REQUEST = struct.Struct("!i")  # slot, then the worker's name; pipe ends ride as SCM_RIGHTS
+#: Longest worker name a request carries (bytes, UTF-8); longer ones are cut.
+NAME_MAX = 200
 REPORT = struct.Struct("!ciii")  # kind (P: started, X: exited), slot, pid, exit code
 
 
@@ -62,6 +65,8 @@ def direct_worker(
     zygote_sock: socket.socket | None = None,
     zygote_name: str = "",
     threads: int | None = None,
+    first_frame: bytes | None = None,
+    ahead: list[tuple[int, str, list[int]]] | None = None,
 ) -> None:
     """A pool's first worker, forked by the pool's own constructor in the main thread (before
     the pool has any thread) rather than by its zygote: one fork less before the first task.
@@ -72,21 +77,24 @@ def direct_worker(
     ready, while the pool sends its first chunk (``serve``'s ``before_user_code``), but before
     it runs any code of the user's or starts a thread: the zygote holds the state of one forked
     by the pool itself, with the pool's own stdout and stderr (kept aside here) on fds 1 and 2,
-    not this worker's pipes."""
+    not this worker's pipes. ``ahead``: the pool's other first workers, ``(slot, name, pipe
+    ends)``,
+    that the zygote forks as soon as it exists (no request from the pool to wait for)."""
     gc.freeze()
     fork_zygote = None
     keep = [*fds, *keep_fds]
     if zygote_sock is not None:
         saved = (os.dup(1), os.dup(2))
         fork_zygote = functools.partial(
-            _fork_zygote, zygote_sock, view, keep_fds, zygote_name, threads, saved
+            _fork_zygote, zygote_sock, view, keep_fds, zygote_name, threads, saved, ahead or []
         )
         keep += [zygote_sock.fileno(), *saved]
+        keep += [fd for *_, theirs in ahead or () for fd in theirs]
     close_inherited_fds(keep)
     set_parent_death_signal(parent)
     task_r, result_w, out_w, err_w = fds
     redirect_output(out_w, err_w)
-    code = serve(task_r, result_w, view, slot, fork_zygote)
+    code = serve(task_r, result_w, view, slot, fork_zygote, first_frame)
     flush_multiprocessing()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -101,33 +109,40 @@ def _fork_zygote(
     name: str,
     threads: int | None,
     std: tuple[int, int],
+    ahead: list[tuple[int, str, list[int]]],
 ) -> None:
     """Fork the zygote from this (first) worker; it is not our business after that: it never
     exits before the pool closes its socket, and then this worker exits as well (should it
     not, the zygote stays a zombie until it does). No parent-death signal for it: it must
     outlive this worker; it ends at the end of its socket, which the pool's death brings.
     ``std``: the pool's stdout and stderr, for the zygote's fds 1 and 2 (holding this worker's
-    output pipes would keep their ends open after this worker died)."""
+    output pipes would keep their ends open after this worker died). ``ahead``: workers it
+    forks at once, before it reads any request."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            import multiprocessing
-
             os.dup2(std[0], 1)
             os.dup2(std[1], 2)
             multiprocessing.current_process().name = name
-            zygote_main(sock, view, keep_fds, threads)
+            zygote_main(sock, view, keep_fds, threads, ahead)
             code = 0
         finally:
             os._exit(code)
     sock.close()
     for fd in std:
         os.close(fd)
+    for *_, theirs in ahead:
+        for fd in theirs:
+            os.close(fd)
 
 
 def zygote_main(
-    sock: socket.socket, view: Any, keep_fds: list[int], threads: int | None = None
+    sock: socket.socket,
+    view: Any,
+    keep_fds: list[int],
+    threads: int | None = None,
+    ahead: list[tuple[int, str, list[int]]] | None = None,
 ) -> None:
     """The zygote: forks a worker per request and reports starts and exits.
 
@@ -137,6 +152,8 @@ def zygote_main(
         keep_fds: fds besides its own that must stay open (the resource tracker's).
         threads: the native thread cap of its workers (see ``_native_threads``): applied here
             once, so workers forked later inherit it at no cost of theirs.
+        ahead: ``(slot, name, pipe ends)`` of workers to fork at once, as if requested (the other
+            first workers of a pool whose first worker forked this zygote).
     """
     gc.freeze()  # never collect (and so never close) objects inherited from the parent
     prepare_for_forks()
@@ -144,12 +161,16 @@ def zygote_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctl = sock.fileno()
     wake_r, wake_w = os.pipe()
-    close_inherited_fds([ctl, wake_r, wake_w, *keep_fds])
+    ahead = ahead or []
+    close_inherited_fds([ctl, wake_r, wake_w, *keep_fds, *(fd for *_, fds in ahead for fd in fds)])
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
     _send_report(sock, b"H", -1, os.getpid(), 0)  # the pool may not be our parent: our pid
+    for i, (slot, name, fds) in enumerate(ahead):
+        later = [fd for *_, theirs in ahead[i + 1 :] for fd in theirs]  # not this one's to hold
+        children.add(_fork_worker(sock, (wake_r, wake_w, *later), view, slot, name, fds))
     while True:
         try:
             ready, _, _ = select.select([ctl, wake_r], [], [])
@@ -168,39 +189,15 @@ def zygote_main(
             _send_report(sock, b"X", -1, pid, os.waitstatus_to_exitcode(status))
         if ctl in ready:
             try:
-                msg, fds, _flags, _addr = socket.recv_fds(sock, REQUEST.size, 4)
+                msg, fds, _flags, _addr = socket.recv_fds(sock, REQUEST.size + NAME_MAX, 4)
             except OSError:
                 msg = b""
                 fds = []
             if not msg:
                 break  # our pool's owner is gone (or closed us): end, and take the workers along
-            (slot,) = REQUEST.unpack(msg)
-            task_r, result_w, out_w, err_w = fds
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    sock.close()
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    set_parent_death_signal(os.getppid())
-                    redirect_output(out_w, err_w)
-                    code = serve(task_r, result_w, view, slot)
-                finally:
-                    try:
-                        # os._exit skips what a multiprocessing child does at exit: flushing
-                        # the queues it wrote to, its finalizers.
-                        flush_multiprocessing()
-                        sys.stdout.flush()
-                        sys.stderr.flush()
-                    finally:
-                        os._exit(code)
-            for fd in fds:
-                os.close(fd)
-            children.add(pid)
-            _send_report(sock, b"P", slot, pid, 0)
+            (slot,) = REQUEST.unpack_from(msg)
+            name = msg[REQUEST.size :].decode(errors="replace")
+            children.add(_fork_worker(sock, (wake_r, wake_w), view, slot, name, fds))
     for pid in children:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -211,6 +208,47 @@ def zygote_main(
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+
+
+def _fork_worker(
+    sock: socket.socket,
+    zygote_fds: tuple[int, ...],
+    view: Any,
+    slot: int,
+    name: str,
+    fds: list[int],
+) -> int:
+    """Fork the worker ``name`` of ``slot`` on its pipe ends ``fds``; report it (``P``),
+    return its pid. Closes ``fds`` here; the worker closes ``zygote_fds``, the zygote's own."""
+    task_r, result_w, out_w, err_w = fds
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            sock.close()
+            for fd in zygote_fds:
+                os.close(fd)
+            set_parent_death_signal(os.getppid())
+            # What logging's processName and multiprocessing.current_process() show: the
+            # worker's own name, as in a process multiprocessing starts, not the zygote's.
+            multiprocessing.current_process().name = name
+            redirect_output(out_w, err_w)
+            code = serve(task_r, result_w, view, slot)
+        finally:
+            try:
+                # os._exit skips what a multiprocessing child does at exit: flushing the queues
+                # it wrote to, its finalizers.
+                flush_multiprocessing()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    _send_report(sock, b"P", slot, pid, 0)
+    return pid
 
 
 def _send_report(sock: socket.socket, kind: bytes, slot: int, pid: int, code: int) -> None:
