@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,7 @@ def _sweep_table(sweep: dict[int, dict[str, Cell]], peers: list[Peer], what: str
         return []
     keys = [p for p in peers if any(p.key in cells for cells in sweep.values())]
     body = []
+    before: dict[str, tuple[int, float]] = {}  # peer -> (tasks, time) of the row above
     for x, cells in sweep.items():
         row = [f"{x:,}"]
         for p in keys:
@@ -130,11 +132,47 @@ def _sweep_table(sweep: dict[int, dict[str, Cell]], peers: list[Peer], what: str
             if c is None or c.median is None:
                 row.append(_cell(c, None))
             elif per_task:
-                row.append(f"{_t(c.median)} ({c.median / x * 1e6:.2f} µs/task)")
+                text = f"{_t(c.median)} ({c.median / x * 1e6:.2f} µs/task"
+                if p.key in before:
+                    n0, t0 = before[p.key]
+                    text += f"; +{(c.median - t0) / (x - n0) * 1e6:.2f} µs per added task"
+                row.append(text + ")")
+                before[p.key] = (x, c.median)
             else:
                 row.append(_t(c.median))
         body.append(row)
     return _table([what] + [p.label for p in keys], body)
+
+
+def linearity(sweep: dict[int, dict[str, Cell]], key: str, low: int = 10_000) -> str | None:
+    """How linear a library's time is in the number of tasks, from ``low`` tasks up: the
+    least-squares line ``time = fixed + slope * tasks`` through the medians, and how far each
+    step's cost per added task (and each point's time) is from that line."""
+    points: list[tuple[int, float]] = []
+    for x, cells in sweep.items():
+        median = cells[key].median if key in cells else None
+        if x >= low and median is not None:
+            points.append((x, median))
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(t for _, t in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (t - my) for x, t in points) / sxx
+    fixed = my - slope * mx
+    steps = [(t1 - t0) / (x1 - x0) for (x0, t0), (x1, t1) in itertools.pairwise(points)]
+    step_dev = max(abs(s / slope - 1) for s in steps)
+    fit_dev = max(abs(t / (fixed + slope * x) - 1) for x, t in points)
+    per_task = [t / x for x, t in points]
+    spread = max(per_task) / min(per_task)
+    return (
+        f"line through {points[0][0]:,}..{points[-1][0]:,} tasks: {_t(fixed)} + "
+        f"{slope * 1e6:.3f} µs per task; each step adds {min(steps) * 1e6:.3f}-"
+        f"{max(steps) * 1e6:.3f} µs per added task (within ±{step_dev:.0%} of the slope), every "
+        f"point within ±{fit_dev:.0%} of the line; time per task (fixed cost included) varies "
+        f"{spread:.1f}x over the range"
+    )
 
 
 def render(
@@ -196,6 +234,14 @@ def render(
                 "`x*x` on a fresh pool; time and cost per task. shoal and the libraries "
                 "fastest on the `tiny` workload.", ""]
         out += _sweep_table(sweeps["tasks"], peers, "tasks", per_task=1)
+        fits = [(p.label, linearity(sweeps["tasks"], p.key)) for p in peers]
+        fits = [(label, fit) for label, fit in fits if fit is not None]
+        if fits:
+            out += ["", "Linearity (least squares on the medians, 10,000 tasks and up): the "
+                    "time is a fixed cost plus a cost per task; at 10,000 tiny tasks the fixed "
+                    "cost (a fresh pool) still dominates, so time per task only settles from "
+                    "100,000 tasks on.", ""]
+            out += [f"- {label}: {fit}." for label, fit in fits]
     if sweeps.get("workers"):
         out += ["", "## Sweep: number of workers", "",
                 "The 1 ms CPU workload on 1 to all cores.", ""]

@@ -141,9 +141,14 @@ def test_a_first_worker_that_dies_before_forking_the_zygote_is_replaced() -> Non
 
 def _own_fds(barrier: object) -> tuple[int, list[str]]:
     barrier.wait(timeout=30)  # type: ignore[attr-defined] # one task in each worker
+    from multiprocessing import resource_tracker
+
+    # Not fd 0 (stdin is the pool's own, a pipe when the tests' is) nor the resource tracker's
+    # pipe, which every worker keeps by design (it tracks their shared memory).
+    shared = {"0", str(getattr(resource_tracker._resource_tracker, "_fd", None))}
     return os.getpid(), sorted(
         os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
-        if os.path.exists(f"/proc/self/fd/{fd}")
+        if fd not in shared and os.path.exists(f"/proc/self/fd/{fd}")
     )
 
 
@@ -165,3 +170,35 @@ def test_workers_the_zygote_forks_ahead_hold_only_their_own_pipes(n: int) -> Non
     assert all(len(p) == 4 for p in pipes.values()), pipes
     every = [f for p in pipes.values() for f in p]
     assert len(set(every)) == len(every), pipes  # no pipe shared by two workers
+
+
+def test_a_retired_zygote_ends_with_its_last_worker() -> None:
+    """Told that no more workers will be asked for, the zygote ends once its last worker has,
+    while the pool still holds its socket: the pool's close need not wait for it afterwards."""
+    from shoal._backends._launch import ZygoteLauncher
+    from shoal._backends._spawn import SharedSlots
+
+    slots = SharedSlots(64)
+    launcher = ZygoteLauncher(FORK, slots, "RetireTest", spawned=False)
+    try:
+        handle, fds = launcher.launch(0)
+        task_w, result_r, out_r, err_r = fds
+        launcher.retire()
+        zygote = launcher._zygote
+        # (Not zygote.join(timeout): the zygote closed the sentinel pipe multiprocessing waits
+        # on, with the other fds it inherited.)
+        assert _wait_for(lambda: (launcher.read_reports(), handle.pid)[1] is not None, 30)
+        assert not _wait_for(lambda: _gone(zygote.pid), timeout=0.3)  # it waits for its worker
+        os.close(task_w)  # end of file: the worker ends without a task
+        assert _wait_for(lambda: _gone(zygote.pid), timeout=30)
+        zygote.join()
+        assert zygote.exitcode == 0
+        # It reported its worker's exit before ending.
+        assert _wait_for(lambda: (launcher.read_reports(), handle.exitcode)[1] == 0)
+        with pytest.raises(OSError, match="no more workers"):
+            launcher.launch(1)
+        for fd in (result_r, out_r, err_r):
+            os.close(fd)
+    finally:
+        launcher.close()
+        slots.close()

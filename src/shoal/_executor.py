@@ -241,7 +241,7 @@ class Executor(concurrent.futures.Executor):
             # submission (it cannot fork later, once its threads run); shoal's zygote could,
             # but code and tests count the workers.
             self._start_all_first = False
-            self._backend.start()
+            self._backend.start(wait=False)  # the process backend's: only it is started here
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         """Schedule ``fn(*args, **kwargs)``; returns a Future. Arguments that cannot be pickled
@@ -520,6 +520,7 @@ class ProcessPoolExecutor(Executor):
                 max_tasks_per_child=max_tasks_per_child,
                 context=mp_context,
                 start_all=False,
+                first_early=True,
                 init_logger="concurrent.futures",
                 name="ShoalExecutor",
                 worker_exit=worker_exit,

@@ -24,7 +24,14 @@ from typing import Any
 
 from shoal._backends._spawn import SharedSlots, spawn_child, tracker_fd
 from shoal._backends._worker import prepare_for_forks
-from shoal._backends._zygote import NAME_MAX, REPORT, REQUEST, direct_worker, zygote_main
+from shoal._backends._zygote import (
+    NAME_MAX,
+    REPORT,
+    REQUEST,
+    RETIRE,
+    direct_worker,
+    zygote_main,
+)
 
 __all__ = ["SpawnLauncher", "WorkerHandle", "ZygoteLauncher", "make_launcher"]
 
@@ -183,6 +190,9 @@ class SpawnLauncher:
     def read_reports(self) -> list[tuple[bytes, int, int, int]]:
         return []
 
+    def retire(self) -> None:
+        pass  # no zygote
+
     def zygote_lost(self) -> None:  # pragma: no cover - no zygote here
         pass
 
@@ -245,8 +255,25 @@ class ZygoteLauncher:
         self._by_slot: dict[int, WorkerHandle] = {}
         self._by_pid: dict[int, WorkerHandle] = {}
         self._early_exits: dict[int, int] = {}
+        self._retired = False
+
+    def retire(self) -> None:
+        """Tell the zygote no more workers will be asked for: it ends as soon as its last
+        worker has, so close() need not wait for its exit after theirs."""
+        if self._retired:
+            return
+        self._retired = True
+        try:
+            self._sock.setblocking(True)
+            self._sock.send(REQUEST.pack(RETIRE))
+        except OSError:
+            pass  # gone already: close() finds it ended
+        finally:
+            self._sock.setblocking(False)
 
     def launch(self, slot: int) -> tuple[WorkerHandle, list[int]]:
+        if self._retired:
+            raise OSError("the zygote was told the pool wants no more workers")
         self._count += 1
         handle = WorkerHandle(slot, f"{self._name}Worker-{self._count}")
         child, parent = _new_pipes()

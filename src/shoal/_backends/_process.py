@@ -275,7 +275,7 @@ class ProcessBackend:
         #: Observers (timelines) subscribe here; tasks are timed only while one listens.
         self.events = EventHub()
         direct_first = (
-            config.start_all
+            (config.start_all or config.first_early)
             and ctx.get_start_method() == "fork"
             and threading.current_thread() is threading.main_thread()
         )
@@ -337,11 +337,14 @@ class ProcessBackend:
         self._commands.append(cmd)
         self._wake()
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start every worker. ``wait=False``: only ask the manager to (an executor's first
+        submission: its chunk queues behind the request, and ``settle()`` waits for both)."""
         if self._started.is_set():
             return
         self._command("start")
-        self._started.wait()
+        if wait:
+            self._started.wait()
 
     def settle(self) -> None:
         """Return once the manager has acted on everything posted so far: the workers that the
@@ -571,7 +574,8 @@ class ProcessBackend:
         """Start a Pool's workers from its constructor, before the manager thread exists: this
         process forks the first itself, which forks the zygote, which forks the others. Still
         single-threaded as far as this pool goes, so this is as safe as forking the zygote."""
-        slots = [self._take_slot() for _ in range(self._max)]
+        first = self._max if self._config.start_all else 1  # the others on demand
+        slots = [self._take_slot() for _ in range(first)]
         # Made before the fork, which carries it: the first worker need not wait for a write.
         first_frame = self._init_frame()
         try:
@@ -588,12 +592,13 @@ class ProcessBackend:
             self._queue_out(w, self._init_frame())
             self._flush(w)
         self._free_slots.extend(reversed(slots[1 + len(others) :]))
-        for _ in range(self._max - 1 - len(others)):  # no zygote to fork them ahead
+        for _ in range(first - 1 - len(others)):  # no zygote to fork them ahead
             launched = self._launch()
             if launched is None:
                 return
             self._flush(launched)
-        self._started.set()  # start() has nothing left to do
+        if self._config.start_all:
+            self._started.set()  # start() has nothing left to do
 
     def _launch_wanted(self) -> int:
         """How many workers to start for the queued chunks (those starting count already)."""
@@ -728,6 +733,10 @@ class ProcessBackend:
                 if not w.inflight and not w.quitting and not w.stopping:
                     w.quitting = True
                     self._queue_out(w, b"Q")
+            if all(w.quitting and not w.inflight for w in self._workers.values()):
+                # Nothing can need a new worker now (nothing queued, none runs a chunk that
+                # could be retried): the zygote may end along with the workers.
+                self._launcher.retire()
         for w in list(self._workers.values()):
             if w.out:
                 self._flush(w)

@@ -10,8 +10,10 @@ Protocol, on a SEQPACKET socket: a request is a slot number and the worker's nam
 fds (SCM_RIGHTS: the worker's task, result, stdout and stderr pipe ends); reports are
 ``(kind, slot, pid, code)``: ``P`` a worker started, ``X`` a worker exited with that code
 (multiprocessing's convention: negative for a signal); ``H`` first, with the zygote's own pid
-(under fork it may be a child of the pool's first worker, not of the pool). End of file on
-the socket means the pool's owner is gone: the zygote kills its workers and exits.
+(under fork it may be a child of the pool's first worker, not of the pool). A request for
+slot ``RETIRE`` (no fds) says the pool is closing and wants no more workers: the zygote ends
+once its last worker has. End of file on the socket means the pool's owner is gone (or done
+with it): the zygote kills the workers it still has and exits.
 """
 
 from __future__ import annotations
@@ -36,11 +38,22 @@ from shoal._backends._worker import (
     set_parent_death_signal,
 )
 
-__all__ = ["NAME_MAX", "REPORT", "REQUEST", "close_inherited_fds", "direct_worker", "zygote_main"]
+__all__ = [
+    "NAME_MAX",
+    "REPORT",
+    "REQUEST",
+    "RETIRE",
+    "close_inherited_fds",
+    "direct_worker",
+    "zygote_main",
+]
 
 REQUEST = struct.Struct("!i")  # slot, then the worker's name; pipe ends ride as SCM_RIGHTS
 #: Longest worker name a request carries (bytes, UTF-8); longer ones are cut.
 NAME_MAX = 200
+#: The slot of the request that says no more workers will be asked for: the zygote ends as
+#: soon as its last worker has (while the pool waits for them, not after).
+RETIRE = -1
 REPORT = struct.Struct("!ciii")  # kind (P: started, X: exited), slot, pid, exit code
 
 
@@ -171,7 +184,8 @@ def zygote_main(
     for i, (slot, name, fds) in enumerate(ahead):
         later = [fd for *_, theirs in ahead[i + 1 :] for fd in theirs]  # not this one's to hold
         children.add(_fork_worker(sock, (wake_r, wake_w, *later), view, slot, name, fds))
-    while True:
+    retiring = False  # told no more workers will be asked for: end once the last has exited
+    while not (retiring and not children):
         try:
             ready, _, _ = select.select([ctl, wake_r], [], [])
         except InterruptedError:
@@ -196,6 +210,9 @@ def zygote_main(
             if not msg:
                 break  # our pool's owner is gone (or closed us): end, and take the workers along
             (slot,) = REQUEST.unpack_from(msg)
+            if slot == RETIRE:
+                retiring = True
+                continue
             name = msg[REQUEST.size :].decode(errors="replace")
             children.add(_fork_worker(sock, (wake_r, wake_w), view, slot, name, fds))
     for pid in children:

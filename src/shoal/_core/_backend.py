@@ -30,6 +30,10 @@ class WorkerConfig:
     context: Any = None
     #: Start every worker at once (Pool) rather than on demand (executors).
     start_all: bool = True
+    #: Under fork, with ``start_all`` off: fork the first worker in the constructor anyway
+    #: (executors, whose first submission starts the workers): it is then up when the first
+    #: task comes, and it forks the zygote the others come from.
+    first_early: bool = False
     #: Logger that reports a failed initializer in the worker (the executors' tests read
     #: ``concurrent.futures``).
     init_logger: str = "shoal"
