@@ -134,7 +134,9 @@ def _measure(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any],
     sweeps: Sweeps = {}
     sweep_peers = _sweep_peers(peers, results)
     if "sweep_tasks" in selected and sweep_peers:
-        counts = [10**3, 10**4, 10**5] if args.quick else [10**3, 10**4, 10**5, 10**6]
+        # Two points a decade from 10^4 up: enough to see whether the cost is a straight line.
+        counts = ([10**3, 10**4, 10**5] if args.quick
+                  else [10**3, 10**4, 3 * 10**4, 10**5, 3 * 10**5, 10**6])
         sweeps["tasks"] = runner.sweep_tasks(counts, sweep_peers, args.repeat,
                                              timeout_scale=args.timeout_scale)
     if "sweep_workers" in selected and sweep_peers:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from bench.peers import Peer
-from bench.report import Row
+from bench.report import Row, line_fit
 from bench.runner import Cell
 
 __all__ = ["draw"]
@@ -68,6 +68,15 @@ def draw(path: str, rows: list[Row], sweeps: dict[str, dict[int, dict[str, Cell]
                 ax.axhline(statistics.median(times), label=peer.label, **_style(peer))
             else:
                 ax.plot(xs, ys, label=peer.label, **_style(peer))
+            fit = line_fit(sweep, peer.key) if panel == "tasks" and peer.is_shoal else None
+            if fit is not None and xs:
+                # A straight line (fixed cost + cost per task): what linear growth looks like.
+                fixed, slope = fit
+                line_xs = [x for x in xs if x >= 10_000]
+                ax.plot(line_xs, [fixed + slope * x for x in line_xs], linewidth=1,
+                        linestyle=":", color=_style(peer)["color"],
+                        label=f"{peer.label} fit: {fixed * 1e3:.1f} ms + "
+                              f"{slope * 1e6:.3f} µs x tasks")
         if panel == "tasks":
             ax.set_xscale("log")
             ax.set_yscale("log")

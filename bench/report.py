@@ -144,15 +144,21 @@ def _sweep_table(sweep: dict[int, dict[str, Cell]], peers: list[Peer], what: str
     return _table([what] + [p.label for p in keys], body)
 
 
-def linearity(sweep: dict[int, dict[str, Cell]], key: str, low: int = 10_000) -> str | None:
-    """How linear a library's time is in the number of tasks, from ``low`` tasks up: the
-    least-squares line ``time = fixed + slope * tasks`` through the medians, and how far each
-    step's cost per added task (and each point's time) is from that line."""
+def _points(sweep: dict[int, dict[str, Cell]], key: str, low: int) -> list[tuple[int, float]]:
     points: list[tuple[int, float]] = []
     for x, cells in sweep.items():
         median = cells[key].median if key in cells else None
         if x >= low and median is not None:
             points.append((x, median))
+    return points
+
+
+def line_fit(
+    sweep: dict[int, dict[str, Cell]], key: str, low: int = 10_000
+) -> tuple[float, float] | None:
+    """``(fixed, slope)`` of the least-squares line ``time = fixed + slope * tasks`` through a
+    library's medians from ``low`` tasks up (None with fewer than three points)."""
+    points = _points(sweep, key, low)
     if len(points) < 3:
         return None
     n = len(points)
@@ -160,7 +166,18 @@ def linearity(sweep: dict[int, dict[str, Cell]], key: str, low: int = 10_000) ->
     my = sum(t for _, t in points) / n
     sxx = sum((x - mx) ** 2 for x, _ in points)
     slope = sum((x - mx) * (t - my) for x, t in points) / sxx
-    fixed = my - slope * mx
+    return my - slope * mx, slope
+
+
+def linearity(sweep: dict[int, dict[str, Cell]], key: str, low: int = 10_000) -> str | None:
+    """How linear a library's time is in the number of tasks, from ``low`` tasks up: the
+    least-squares line through the medians (``line_fit``), and how far each step's cost per
+    added task (and each point's time) is from that line."""
+    fit = line_fit(sweep, key, low)
+    if fit is None:
+        return None
+    fixed, slope = fit
+    points = _points(sweep, key, low)
     steps = [(t1 - t0) / (x1 - x0) for (x0, t0), (x1, t1) in itertools.pairwise(points)]
     step_dev = max(abs(s / slope - 1) for s in steps)
     fit_dev = max(abs(t / (fixed + slope * x) - 1) for x, t in points)

@@ -74,3 +74,28 @@ def test_ceiling_runs_every_way_and_checks_results() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for label in ("serial=", "bare forked split=", "multiprocessing.Pool=", "shoal.Pool="):
         assert proc.stdout.count(label) == 2, proc.stdout  # the 1 ms and the 5 ms workload
+
+
+def test_the_sweep_fit_recovers_a_straight_line_and_flags_a_bent_one() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.report import line_fit, linearity
+        from bench.runner import Cell
+    finally:
+        sys.path.remove(str(ROOT))
+
+    def sweep(cost: object) -> dict[int, dict[str, Cell]]:
+        counts = [1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000]
+        return {n: {"lib": Cell(times=[cost(n)] * 3)} for n in counts}  # type: ignore[operator]
+
+    straight = sweep(lambda n: 0.010 + 0.2e-6 * n)  # 10 ms + 0.2 µs per task
+    fit = line_fit(straight, "lib")
+    assert fit is not None
+    assert abs(fit[0] - 0.010) < 1e-9 and abs(fit[1] - 0.2e-6) < 1e-12
+    text = linearity(straight, "lib")
+    assert text is not None and "within ±0% of the slope" in text
+
+    bent = sweep(lambda n: 0.010 + 0.2e-6 * n + 1e-13 * n * n)  # grows faster than linearly
+    text = linearity(bent, "lib")
+    assert text is not None and "within ±0% of the slope" not in text
+    assert line_fit({}, "lib") is None
