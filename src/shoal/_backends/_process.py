@@ -146,6 +146,7 @@ class _Worker:
         "out",
         "out_fd",
         "partial",
+        "pidfd",
         "quitting",
         "reader",
         "ready",
@@ -193,6 +194,9 @@ class _Worker:
         self.ready = False
         #: When the chunk at the head of ``inflight`` became the one the worker runs.
         self.head_since = 0.0
+        #: Readable once the process has exited: how the manager learns that a worker of its
+        #: own (not the zygote's, which reports its workers' exits) can be reaped.
+        self.pidfd: int | None = None
 
     def takes_work(self) -> bool:
         return self.ready and not (self.retiring or self.quitting or self.stopping)
@@ -521,6 +525,8 @@ class ProcessBackend:
                         self._read(data[1])
                     elif data[0] == "o":
                         self._read_output(data[1], data[2])
+                    elif data[0] == "x":
+                        self._drop_pidfd(data[1])  # it exited: _reap() below finds it
                     else:
                         self._flush(data[1])
                 self._timers()
@@ -547,9 +553,14 @@ class ProcessBackend:
         )
 
     def _timeout(self) -> float | None:
-        if self._dying:
-            return 0.005
         soonest = self._delayed[0][0] if self._delayed else None
+        for w, deadline in self._dying:
+            if w.pidfd is None and w.handle._process is not None:
+                return 0.005  # no pidfd for this one: look again soon
+            # Else its pidfd or the zygote's report wakes the manager; the deadline is the
+            # bound should neither come.
+            if soonest is None or deadline < soonest:
+                soonest = deadline
         for w in self._workers.values():
             for at in (w.check_at, w.kill_at):
                 if at is not None and (soonest is None or at < soonest):
@@ -1091,6 +1102,16 @@ class ProcessBackend:
         self._close_task_pipe(w)
         w.check_at = None
         self._dying.append((w, time.monotonic() + 2.0))
+        pid = w.handle.pid
+        if w.handle._process is not None and pid is not None and hasattr(os, "pidfd_open"):
+            # This process's own child (the first worker, a spawned one): its exit wakes the
+            # manager. (The zygote's report does that for the zygote's workers.)
+            try:
+                w.pidfd = os.pidfd_open(pid)
+            except OSError:
+                pass  # gone and reaped already, or no pidfds here: the timed look finds it
+            else:
+                self._selector.register(w.pidfd, selectors.EVENT_READ, ("x", w))
 
     def _zygote_reports(self, fd: int) -> None:
         for kind, _slot, pid, _code in self._launcher.read_reports():
@@ -1170,6 +1191,12 @@ class ProcessBackend:
         w.task_fd = -1
         w.out.clear()
 
+    def _drop_pidfd(self, w: _Worker) -> None:
+        if w.pidfd is not None:
+            self._selector.unregister(w.pidfd)
+            os.close(w.pidfd)
+            w.pidfd = None
+
     def _reap(self) -> None:
         if not self._dying:
             return
@@ -1179,6 +1206,7 @@ class ProcessBackend:
             if w.handle.exitcode is None and w.handle.is_alive() and now < deadline:
                 still.append((w, deadline))
             else:
+                self._drop_pidfd(w)
                 self._on_death(w)
         self._dying = still
 
@@ -1333,6 +1361,10 @@ class ProcessBackend:
     def _close_everything(self) -> None:
         for w in list(self._workers.values()):
             w.handle.kill()
+        for w, _ in self._dying:
+            if w.pidfd is not None:
+                os.close(w.pidfd)
+                w.pidfd = None
         try:
             self._launcher.close()
         except Exception:  # noqa: BLE001
