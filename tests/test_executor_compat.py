@@ -109,3 +109,16 @@ def test_shutdown_cancel_futures_runs_what_workers_were_started_for(
     assert [f.result() for f in futures[:3]] == [0, 1, 2]
     assert all(f.cancelled() for f in futures[3:])
     ex.shutdown()
+
+
+def test_under_fork_the_first_worker_starts_with_the_executor() -> None:
+    """Made in the main thread under fork, the executor forks its first worker in the
+    constructor (the stdlib forks none before the first submit()); the first submit() starts
+    the others, as the stdlib's does."""
+    with shoal.ProcessPoolExecutor(3, mp_context="fork") as ex:
+        before = ex._processes
+        assert len(before) == 1
+        assert ex.submit(os.getpid).result(timeout=LIVE) in set(ex._processes)
+        after = ex._processes
+        assert len(after) == 3
+        assert set(before) <= set(after)
