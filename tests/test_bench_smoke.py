@@ -99,3 +99,15 @@ def test_the_sweep_fit_recovers_a_straight_line_and_flags_a_bent_one() -> None:
     text = linearity(bent, "lib")
     assert text is not None and "within ±0% of the slope" not in text
     assert line_fit({}, "lib") is None
+
+
+def test_startup_breakdown_times_every_way_and_checks_results() -> None:
+    proc = _run(["-m", "bench.startup", "--repeat", "1"], timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and " ms |" in line]
+    labels = [row.split("|")[1].strip() for row in rows]
+    assert labels == ["bare two-fork prototype", "multiprocessing.Pool", "ProcessPoolExecutor",
+                      "shoal.Pool", "shoal.ProcessPoolExecutor"], proc.stdout
+    for row in rows:  # constructor <= results <= closed: the phases are from the start
+        made, got, done = (float(cell.strip().split()[0]) for cell in row.split("|")[2:5])
+        assert made <= got <= done, row

@@ -1,0 +1,224 @@
+"""Where a fresh pool's fixed cost goes: the ``fixed_cost`` workload (2 tasks on a new 2-worker
+pool) cut into its phases, for shoal and the stdlib, next to a bare two-fork prototype (a pipe
+per worker, the function sent once, no threads, no zygote: the floor the issue's prototype set).
+
+Phases, each a median over interleaved rounds, each round a fresh forked child:
+
+* *constructor*: ``Pool(2)`` / ``Executor(2)`` returns;
+* *results*: ``map`` over two items has returned (from the start);
+* *closed*: ``close()`` + ``join()`` / ``shutdown(wait=True)`` has returned, every worker gone
+  (from the start);
+
+and the pool's process's minor page faults over the whole run. On a virtual machine a page
+fault is expensive (microseconds), and after a fork every page the parent writes is copied
+once: the fault count shows what the process touched after forking.
+
+Run: ``python -m bench.startup [--repeat N] [--write-docs]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import pickle
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import shoal
+from bench import tasks
+from bench.env import limit_native_threads, load_average, machine_info, preload_shoal
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "startup.md"
+ITEMS = [1, 2]
+EXPECTED = [1, 4]
+PHASES = ("constructor", "results", "closed")
+
+
+def _faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _pool(factory: Callable[[int], Any]) -> Callable[[], list[float]]:
+    def run() -> list[float]:
+        started = time.perf_counter()
+        pool = factory(2)
+        made = time.perf_counter()
+        out = pool.map(tasks.square, ITEMS)
+        got = time.perf_counter()
+        pool.close()
+        pool.join()
+        done = time.perf_counter()
+        assert out == EXPECTED, out
+        return [made - started, got - started, done - started]
+
+    return run
+
+
+def _executor(factory: Callable[..., Any]) -> Callable[[], list[float]]:
+    def run() -> list[float]:
+        started = time.perf_counter()
+        ex = factory(max_workers=2)
+        made = time.perf_counter()
+        out = list(ex.map(tasks.square, ITEMS))
+        got = time.perf_counter()
+        ex.shutdown(wait=True)
+        done = time.perf_counter()
+        assert out == EXPECTED, out
+        return [made - started, got - started, done - started]
+
+    return run
+
+
+def _bare() -> list[float]:
+    """Two forks, a pipe pair each, the function and the items pickled down, results up."""
+    started = time.perf_counter()
+    workers = []
+    for _ in range(2):
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(down_w)
+                os.close(up_r)
+                with os.fdopen(down_r, "rb") as inp, os.fdopen(up_w, "wb") as out:
+                    fn, items = pickle.load(inp)
+                    pickle.dump([fn(x) for x in items], out)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        workers.append((pid, down_w, up_r))
+    made = time.perf_counter()
+    for k, (_, down_w, _) in enumerate(workers):
+        with os.fdopen(down_w, "wb") as f:
+            pickle.dump((tasks.square, ITEMS[k::2]), f)
+    parts = []
+    for _, _, up_r in workers:
+        with os.fdopen(up_r, "rb") as f:
+            parts.append(pickle.load(f))
+    out = [x for pair in zip(*parts, strict=True) for x in pair]
+    got = time.perf_counter()
+    for pid, _, _ in workers:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    done = time.perf_counter()
+    assert out == EXPECTED, out
+    return [made - started, got - started, done - started]
+
+
+WAYS: dict[str, Callable[[], list[float]]] = {
+    "bare two-fork prototype": _bare,
+    "multiprocessing.Pool": _pool(multiprocessing.get_context().Pool),
+    "ProcessPoolExecutor": _executor(ProcessPoolExecutor),
+    "shoal.Pool": _pool(shoal.Pool),
+    "shoal.ProcessPoolExecutor": _executor(shoal.ProcessPoolExecutor),
+}
+
+
+def _in_child(run: Callable[[], list[float]]) -> list[float]:
+    """One run in a fresh forked child (no pool or thread left from another run): its phase
+    times and its page faults."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            before = _faults()
+            row = run()
+            row.append(float(_faults() - before))
+            with os.fdopen(w, "wb") as f:
+                pickle.dump(row, f)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not data:
+        raise RuntimeError(f"a run failed (exit status {status})")
+    row: list[float] = pickle.loads(data)
+    return row
+
+
+def measure(repeat: int) -> dict[str, list[float]]:
+    """Per way: the median of each phase (seconds) and of the page faults."""
+    # What the libraries import lazily is imported here, once, as the benchmark's driver does:
+    # a first use in each child would time the imports (shoal's process backend, the stdlib's
+    # multiprocessing.pool and concurrent.futures.process), not the pool.
+    # (ctypes too: shoal loads libc once per process for the workers' parent-death signal,
+    # and the benchmark's driver has it loaded already, by numpy and joblib.)
+    preload_shoal()
+    import concurrent.futures.process  # noqa: F401
+    import multiprocessing.pool
+    import multiprocessing.popen_fork
+    import multiprocessing.queues  # noqa: F401
+
+    from shoal._backends._worker import prepare_for_forks
+
+    prepare_for_forks()
+    rows: dict[str, list[list[float]]] = {k: [] for k in WAYS}
+    for r in range(repeat):
+        order = list(WAYS)
+        order = order[r % len(order) :] + order[: r % len(order)]  # rotate: fair to all
+        for name in order:
+            rows[name].append(_in_child(WAYS[name]))
+    return {k: [statistics.median(col) for col in zip(*v, strict=True)] for k, v in rows.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
+    parser.add_argument("--repeat", type=int, default=31, help="rounds (default 31)")
+    parser.add_argument("--write-docs", action="store_true", help=f"write {DOC.name}")
+    args = parser.parse_args(argv)
+    limit_native_threads()
+    load_before = load_average()
+    med = measure(args.repeat)
+    header = "| | constructor | results | closed | page faults |"
+    lines = [header, "|---|---|---|---|---|"]
+    for name, (made, got, done, faults) in med.items():
+        lines.append(
+            f"| {name} | {made * 1e3:.2f} ms | {got * 1e3:.2f} ms | {done * 1e3:.2f} ms "
+            f"| {faults:.0f} |"
+        )
+    print("\n".join(lines))
+    if args.write_docs:
+        info = machine_info()
+        facts = (
+            f"{info['cpu']}, {info['cores']}, {info['python']}, {info['shoal source']}; "
+            f"load average {load_before} at the start, {load_average()} at the end"
+        )
+        doc = [
+            "# Where a fresh pool's fixed cost goes",
+            "",
+            f"Measured with `python -m bench.startup --repeat {args.repeat} --write-docs` on "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({facts}): two tasks on a "
+            "new 2-worker pool, fork, each run a fresh forked child, medians of interleaved "
+            "rounds. Times are from the start of the run: the constructor returned, `map` "
+            "returned its results, `close()` + `join()` (or `shutdown(wait=True)`) returned "
+            "with every worker gone. Page faults: the pool's process's minor faults over the "
+            "whole run.",
+            "",
+            "The *bare two-fork prototype* forks two processes, sends each the function and "
+            "its items down a pipe and reads the results back: no thread, no zygote, nothing "
+            "to survive a crash or a hang. It is the floor, not a peer.",
+            "",
+            *lines,
+        ]
+        DOC.write_text("\n".join(doc) + "\n")
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
