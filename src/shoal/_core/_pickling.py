@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import itertools
 import pickle
@@ -27,6 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shoal._core._task import CALL, ONE, STAR
+
+try:  # blake2b itself: hashlib would load OpenSSL too (about 3 ms of a first pool's start)
+    from _blake2 import blake2b as _blake2b
+except ImportError:  # pragma: no cover - a build without it
+    from hashlib import blake2b as _blake2b
 
 __all__ = [
     "OUT_OF_BAND",
@@ -229,7 +233,7 @@ def dumps(obj: Any, buffers: list[pickle.PickleBuffer] | None = None) -> bytes:
 
 def digest(data: bytes) -> bytes:
     """A key for a pickled function: never ``id()``, which Python reuses."""
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return _blake2b(data, digest_size=16).digest()
 
 
 loads = pickle.loads
