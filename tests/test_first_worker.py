@@ -123,12 +123,16 @@ def test_a_pool_made_off_the_main_thread_still_works(how: str) -> None:
     assert out == [[x * x for x in range(20)]]
 
 
-def test_a_first_worker_that_dies_before_forking_the_zygote_is_replaced() -> None:
+@pytest.mark.parametrize("late", [False, True], ids=["", "report-read-late"])
+def test_a_first_worker_that_dies_before_forking_the_zygote_is_replaced(late: bool) -> None:
     # It dies in its first instant; a spawned zygote stands in for the one it never forked,
     # and the workers asked of that one are replaced like dead ones: the pool still works.
+    # Also when the manager asks for a replacement before it has read that the zygote's
+    # socket closed (it once broke the pool then: "could not start a worker process").
     tests = Path(__file__).parent
     proc = subprocess.run(
-        [sys.executable, str(tests / "helpers" / "first_worker_dies.py")],
+        [sys.executable, str(tests / "helpers" / "first_worker_dies.py")]
+        + (["--late-zygote-report"] if late else []),
         env={**os.environ, "PYTHONPATH": str(tests)}, capture_output=True, text=True,
         timeout=60, check=False,
     )

@@ -525,13 +525,18 @@ class Pool:
                 self._close_backend()
 
     def terminate(self) -> None:
-        """Stop the workers now; unfinished tasks fail with CancelledError."""
+        """Stop the workers now; unfinished tasks fail with CancelledError. Returns once the
+        workers have exited, as the stdlib's does (so a ``with`` block's end leaves no worker
+        behind); a worker that ignores SIGTERM gets SIGKILL after a grace period."""
         self._state = TERMINATE
         with self._feeders_lock:
             windows = list(self._windows)
         for window in windows:
             window.abandon()
         _terminate_backend(self._backend, self._runner)
+        # From the manager thread (a pool ended from its own worker-event hook) this returns at
+        # once; from a callback it is safe: the manager never waits on the callback thread.
+        self._backend.join()
 
     def join(self) -> None:
         """Wait for the workers to exit, after ``close()`` or ``terminate()``."""

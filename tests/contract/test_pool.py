@@ -6,6 +6,7 @@ import multiprocessing
 from concurrent.futures import CancelledError
 from typing import Any
 
+import psutil
 import pytest
 
 import shoal
@@ -257,6 +258,26 @@ def test_context_manager_terminates(flavor: Flavor) -> None:
     with pytest.raises(ValueError):
         p.apply(square, (3,))
     p.join()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_terminate_returns_once_the_workers_have_exited(method: str) -> None:
+    # As the stdlib's terminate(): the end of a with block leaves no worker running, so code
+    # right after it that counts child processes or removes what workers used sees them gone.
+    with shoal.Pool(WORKERS, context=multiprocessing.get_context(method)) as p:
+        assert p.map(square, range(8)) == SQUARES[:8]
+        handles = list(p._pool)
+        pids = [h.pid for h in handles]
+    assert len(pids) == WORKERS
+    assert [pid for pid in pids if _running(pid)] == []
+    assert not any(h.is_alive() for h in handles)
 
 
 def test_close_runs_queued_tasks_then_join(flavor: Flavor) -> None:

@@ -196,6 +196,9 @@ class SpawnLauncher:
     def zygote_lost(self) -> None:  # pragma: no cover - no zygote here
         pass
 
+    def kill(self) -> None:
+        pass  # no zygote
+
     never_started = False
 
     def respawn(self) -> int:  # pragma: no cover - no zygote here
@@ -270,6 +273,25 @@ class ZygoteLauncher:
             pass  # gone already: close() finds it ended
         finally:
             self._sock.setblocking(False)
+
+    def kill(self) -> None:
+        """Terminate: end the zygote now, its exit overlapping its workers' rather than
+        following theirs. Its workers die with it (their parent-death signal); no exit status
+        comes for them any more, so the pool waits on their pidfds instead. Only retires it
+        while its pid is still unknown (its first report not read yet)."""
+        self.retire()
+        pid = self._zygote_pid
+        if self._popen is not None:
+            pid = self._popen.pid
+        elif self._zygote is not None:
+            pid = self._zygote.pid
+        if pid is None:
+            return
+        try:
+            # Still alive: its socket's end of file, which its exit brings, is not read yet.
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def launch(self, slot: int) -> tuple[WorkerHandle, list[int]]:
         if self._retired:

@@ -194,8 +194,9 @@ class _Worker:
         self.ready = False
         #: When the chunk at the head of ``inflight`` became the one the worker runs.
         self.head_since = 0.0
-        #: Readable once the process has exited: how the manager learns that a worker of its
-        #: own (not the zygote's, which reports its workers' exits) can be reaped.
+        #: Readable once the process has exited (opened at its end of file): a worker of this
+        #: process's own can be reaped then; one the zygote forked is gone once its exit status
+        #: came too (or the zygote was killed, on terminate, and none will come).
         self.pidfd: int | None = None
 
     def takes_work(self) -> bool:
@@ -675,7 +676,7 @@ class ProcessBackend:
     def _launch(self) -> _Worker | None:
         slot = self._take_slot()
         try:
-            handle, fds = self._launcher.launch(slot)
+            handle, fds = self._launch_in(slot)
         except OSError as exc:
             self._free_slots.append(slot)
             self._break(f"could not start a worker process: {exc}")
@@ -683,6 +684,23 @@ class ProcessBackend:
         w = self._add_worker(handle, fds)
         self._queue_out(w, self._init_frame())
         return w
+
+    def _launch_in(self, slot: int) -> tuple[WorkerHandle, list[int]]:
+        try:
+            return self._launcher.launch(slot)
+        except (BrokenPipeError, ConnectionResetError):
+            fd = self._launcher.fileno
+            if fd is None:
+                raise
+            # The zygote's end of the socket closed, and its report of that is not read yet:
+            # a first worker that died before forking the zygote is reaped in the same turn
+            # that its socket end closes, and the next turn's scheduling asks for its
+            # replacement before selecting. Read the report now (it starts a stand-in zygote,
+            # or breaks the pool, as it would have a moment later) and ask the stand-in.
+            self._zygote_reports(fd)
+            if self._broken is not None or self._launcher.fileno is None:
+                raise
+            return self._launcher.launch(slot)
 
     def _add_worker(self, handle: WorkerHandle, fds: list[int]) -> _Worker:
         for fd in fds:
@@ -1103,9 +1121,10 @@ class ProcessBackend:
         w.check_at = None
         self._dying.append((w, time.monotonic() + 2.0))
         pid = w.handle.pid
-        if w.handle._process is not None and pid is not None and hasattr(os, "pidfd_open"):
-            # This process's own child (the first worker, a spawned one): its exit wakes the
-            # manager. (The zygote's report does that for the zygote's workers.)
+        if pid is not None and w.handle._exitcode is None and hasattr(os, "pidfd_open"):
+            # Its exit wakes the manager: this process's own child (the first worker, a spawned
+            # one), or one the zygote forked, whose exit status the zygote reports besides
+            # (unless the zygote was killed: terminate, see _begin_terminate).
             try:
                 w.pidfd = os.pidfd_open(pid)
             except OSError:
@@ -1203,7 +1222,9 @@ class ProcessBackend:
         now = time.monotonic()
         still = []
         for w, deadline in self._dying:
-            if w.handle.exitcode is None and w.handle.is_alive() and now < deadline:
+            # Gone once its pidfd fired (if it has one) and its exit status is known.
+            alive = w.pidfd is not None or (w.handle.exitcode is None and w.handle.is_alive())
+            if alive and now < deadline:
                 still.append((w, deadline))
             else:
                 self._drop_pidfd(w)
@@ -1357,6 +1378,13 @@ class ProcessBackend:
                 )
             if not w.stopping:
                 self._stop(w, CANCELLED)
+        # No worker will be asked for again, and no exit status matters: the zygote is killed
+        # now, its exit overlapping its workers' instead of following theirs (each forked
+        # worker's pidfd, opened at its end of file, says when it is gone). Its reports so far
+        # are read first: a worker it forked a moment ago gets its pid, and so its signal.
+        if self._launcher.fileno is not None:
+            self._zygote_reports(self._launcher.fileno)
+        self._launcher.kill()
 
     def _close_everything(self) -> None:
         for w in list(self._workers.values()):
