@@ -259,6 +259,7 @@ class ZygoteLauncher:
         self._by_pid: dict[int, WorkerHandle] = {}
         self._early_exits: dict[int, int] = {}
         self._retired = False
+        self._killed = False
 
     def retire(self) -> None:
         """Tell the zygote no more workers will be asked for: it ends as soon as its last
@@ -280,6 +281,9 @@ class ZygoteLauncher:
         comes for them any more, so the pool waits on their pidfds instead. Only retires it
         while its pid is still unknown (its first report not read yet)."""
         self.retire()
+        if self._killed or self.fileno is None:
+            return  # once; and not after its end was read (its pid may be another's by then)
+        self._killed = True
         pid = self._zygote_pid
         if self._popen is not None:
             pid = self._popen.pid

@@ -78,6 +78,8 @@ PREFETCH = 2
 PREFETCH_BELOW = 0.005
 #: Why a worker is stopped on Ctrl-C: everything it holds is cancelled, nothing re-queued.
 _INTERRUPTED = "interrupted"
+#: Why a closing pool stops a worker that is still starting: nothing is left for it to do.
+_UNNEEDED = "unneeded"
 #: How long a stopped worker has to exit on SIGTERM before SIGKILL.
 TERMINATE_GRACE = 1.0
 _WRITEV_MAX = 64
@@ -264,6 +266,13 @@ class ProcessBackend:
         self._epoch = 0
         self._closing = False
         self._cancel_on_close = False
+        #: Workers start on demand (an executor's) and nothing of the user's runs in one before
+        #: it is ready or as it quits: a closing pool may stop one still starting (_schedule).
+        #: Not a Pool's: the stdlib's workers all exit with 0 on close(), and its ``_pool``
+        #: shows their exit codes.
+        self._quiet_start = (
+            not config.start_all and config.initializer is None and config.worker_exit is None
+        )
         self._terminating = False
         self._broken: str | None = None
         # Deaths in a row of workers that held no started task: a worker that cannot even start
@@ -760,12 +769,30 @@ class ProcessBackend:
         if self._closing and not pending and not self._delayed:
             for w in list(self._workers.values()):
                 if not w.inflight and not w.quitting and not w.stopping:
-                    w.quitting = True
-                    self._queue_out(w, b"Q")
-            if all(w.quitting and not w.inflight for w in self._workers.values()):
+                    if not w.ready and self._quiet_start:
+                        # Still starting, and no code of the user's would run in it (no
+                        # initializer, no worker_exit): stopped now, rather than waited for
+                        # through its start-up only to be told to quit.
+                        self._stop(w, _UNNEEDED)
+                    else:
+                        w.quitting = True
+                        self._queue_out(w, b"Q")
+            if all(
+                (w.quitting or w.stopping == _UNNEEDED) and not w.inflight
+                for w in self._workers.values()
+            ):
                 # Nothing can need a new worker now (nothing queued, none runs a chunk that
-                # could be retried): the zygote may end along with the workers.
-                self._launcher.retire()
+                # could be retried): the zygote may end along with the workers. If none of
+                # its workers needs it to report an exit status (each is stopped as unneeded),
+                # it is killed rather than left to end after them, as on terminate.
+                if all(
+                    w.stopping == _UNNEEDED
+                    for w in self._workers.values()
+                    if w.handle._process is None
+                ):
+                    self._launcher.kill()
+                else:
+                    self._launcher.retire()
         for w in list(self._workers.values()):
             if w.out:
                 self._flush(w)
@@ -1250,7 +1277,9 @@ class ProcessBackend:
         w.inflight.clear()
         base = SLOT_WIDTH * w.slot
         started = bool(inflight) and self._slot_view[base] == inflight[0].wire[3]
-        expected = code == 0 and (w.retiring or w.quitting or self._closing) and not started
+        expected = (
+            code == 0 and (w.retiring or w.quitting or self._closing) and not started
+        ) or w.stopping == _UNNEEDED
         lost = not expected and not self._terminating
         self.recorder.worker_ended(w, lost)
         if self.events.active:
