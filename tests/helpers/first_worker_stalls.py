@@ -1,6 +1,7 @@
 """A ProcessPoolExecutor whose first worker never gets through its start (it blocks in an
-at-fork hook: only the first fork of this process is armed), shut down at once. Prints what happened, as
-JSON. Run as a script: the hook cannot be removed, so it must not live in the test process."""
+at-fork hook: only the first fork of this process is armed), shut down at once. Prints what
+happened, as JSON. Run as a script: the hook cannot be removed, so it must not live in the
+test process."""
 
 from __future__ import annotations
 
