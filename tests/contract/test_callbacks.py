@@ -14,7 +14,7 @@ from typing import Any
 import shoal
 from conftest import scaled
 from contract._tasks import TaskError, add, fail, square
-from contract.conftest import LIVE
+from contract.conftest import LIVE, Flavor
 
 
 def _run(start: Any) -> list[Any]:
@@ -64,6 +64,19 @@ def test_imap_inside_callback(pool: shoal.Pool) -> None:
         pool.apply_async(square, (2,), callback=lambda v: record(list(pool.imap(square, range(v)))))
 
     assert _run(start) == [[0, 1, 4, 9]]
+
+
+def test_terminate_inside_callback(flavor: Flavor) -> None:
+    # terminate() waits for the workers to exit, as the stdlib's does; from a callback it must
+    # not wait on the thread it runs on.
+    p = flavor.pool()
+
+    def start(record: Any) -> None:
+        p.apply_async(square, (3,), callback=lambda v: (p.terminate(), record(v)))
+
+    assert _run(start) == [9]
+    p.join()
+    assert not any(w.is_alive() for w in p._pool)
 
 
 def test_wait_inside_callback_for_a_result_with_a_callback(pool: shoal.Pool) -> None:
