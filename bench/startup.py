@@ -6,19 +6,24 @@ Phases, each a median over interleaved rounds, each round a fresh forked child:
 
 * *constructor*: ``Pool(2)`` / ``Executor(2)`` returns;
 * *results*: ``map`` over two items has returned (from the start);
-* *closed*: ``close()`` + ``join()`` / ``shutdown(wait=True)`` has returned, every worker gone
-  (from the start);
+* *closed*: ``close()`` + ``join()`` / ``shutdown(wait=True)`` / the end of a ``with`` block
+  (``terminate()``, the benchmark's idiom for pools) has returned, every worker gone (from the
+  start);
 
 and the pool's process's minor page faults over the whole run. On a virtual machine a page
 fault is expensive (microseconds), and after a fork every page the parent writes is copied
 once: the fault count shows what the process touched after forking.
 
-Run: ``python -m bench.startup [--repeat N] [--write-docs]``.
+The driver first imports numpy and the peer libraries, as ``python -m bench``'s does (a fork
+and an exit cost more the more the process has mapped); ``--light`` skips that.
+
+Run: ``python -m bench.startup [--repeat N] [--light] [--write-docs]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import multiprocessing
 import os
 import pickle
@@ -33,6 +38,7 @@ from typing import Any
 import shoal
 from bench import tasks
 from bench.env import limit_native_threads, load_average, machine_info, preload_shoal
+from bench.peers import PEERS
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "startup.md"
 ITEMS = [1, 2]
@@ -53,6 +59,23 @@ def _pool(factory: Callable[[int], Any]) -> Callable[[], list[float]]:
         got = time.perf_counter()
         pool.close()
         pool.join()
+        done = time.perf_counter()
+        assert out == EXPECTED, out
+        return [made - started, got - started, done - started]
+
+    return run
+
+
+def _pool_with(factory: Callable[[int], Any]) -> Callable[[], list[float]]:
+    """The benchmark's idiom: ``with Pool(2) as pool: pool.map(...)``; the block's end
+    terminates the pool and returns once its workers have exited (the stdlib's and shoal's)."""
+
+    def run() -> list[float]:
+        started = time.perf_counter()
+        with factory(2) as pool:
+            made = time.perf_counter()
+            out = pool.map(tasks.square, ITEMS)
+            got = time.perf_counter()
         done = time.perf_counter()
         assert out == EXPECTED, out
         return [made - started, got - started, done - started]
@@ -118,8 +141,12 @@ def _bare() -> list[float]:
 WAYS: dict[str, Callable[[], list[float]]] = {
     "bare two-fork prototype": _bare,
     "multiprocessing.Pool": _pool(multiprocessing.get_context().Pool),
-    "ProcessPoolExecutor": _executor(ProcessPoolExecutor),
     "shoal.Pool": _pool(shoal.Pool),
+    "multiprocessing.Pool, `with` block (terminate)": _pool_with(
+        multiprocessing.get_context().Pool
+    ),
+    "shoal.Pool, `with` block (terminate)": _pool_with(shoal.Pool),
+    "ProcessPoolExecutor": _executor(ProcessPoolExecutor),
     "shoal.ProcessPoolExecutor": _executor(shoal.ProcessPoolExecutor),
 }
 
@@ -151,7 +178,21 @@ def _in_child(run: Callable[[], list[float]]) -> list[float]:
     return row
 
 
-def measure(repeat: int) -> dict[str, list[float]]:
+def _load_like_the_benchmark() -> list[str]:
+    """Import what ``python -m bench``'s driver holds when it forks a run: numpy and every
+    peer library installed. Each run is a fork of that driver, and a fork's cost (and that of
+    the process's exit) grows with what the forked process has mapped."""
+    loaded = []
+    for name in ("numpy", *(p.module for p in PEERS if p.module)):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+        loaded.append(name)
+    return sorted(set(loaded))
+
+
+def measure(repeat: int, light: bool = False) -> dict[str, list[float]]:
     """Per way: the median of each phase (seconds) and of the page faults."""
     # What the libraries import lazily is imported here, once, as the benchmark's driver does:
     # a first use in each child would time the imports (shoal's process backend, the stdlib's
@@ -167,6 +208,8 @@ def measure(repeat: int) -> dict[str, list[float]]:
     from shoal._backends._worker import prepare_for_forks
 
     prepare_for_forks()
+    if not light:
+        _load_like_the_benchmark()
     rows: dict[str, list[list[float]]] = {k: [] for k in WAYS}
     for r in range(repeat):
         order = list(WAYS)
@@ -180,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
     parser.add_argument("--repeat", type=int, default=31, help="rounds (default 31)")
     parser.add_argument("--write-docs", action="store_true", help=f"write {DOC.name}")
+    parser.add_argument(
+        "--light", action="store_true",
+        help="do not import numpy and the peer libraries first (the benchmark's driver does)",
+    )
     args = parser.parse_args(argv)
     limit_native_threads()
     load_before = load_average()
-    med = measure(args.repeat)
+    med = measure(args.repeat, args.light)
     header = "| | constructor | results | closed | page faults |"
     lines = [header, "|---|---|---|---|---|"]
     for name, (made, got, done, faults) in med.items():
@@ -198,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{info['cpu']}, {info['cores']}, {info['python']}, {info['shoal source']}; "
             f"load average {load_before} at the start, {load_average()} at the end"
         )
+        driver = (
+            "The driver imported only shoal and the stdlib (`--light`)."
+            if args.light
+            else "As in `python -m bench`, the driver had numpy and every installed peer "
+            "library imported when it forked each run (a fork, and a process's exit, cost more "
+            "the more the process has mapped)."
+        )
         doc = [
             "# Where a fresh pool's fixed cost goes",
             "",
@@ -205,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({facts}): two tasks on a "
             "new 2-worker pool, fork, each run a fresh forked child, medians of interleaved "
             "rounds. Times are from the start of the run: the constructor returned, `map` "
-            "returned its results, `close()` + `join()` (or `shutdown(wait=True)`) returned "
-            "with every worker gone. Page faults: the pool's process's minor faults over the "
-            "whole run.",
+            "returned its results, `close()` + `join()` (or `shutdown(wait=True)`, or the end "
+            "of a `with` block: `terminate()`) returned with every worker gone. Page faults: "
+            "the pool's process's minor faults over the whole run. " + driver,
             "",
             "The *bare two-fork prototype* forks two processes, sends each the function and "
             "its items down a pipe and reads the results back: no thread, no zygote, nothing "

@@ -106,8 +106,11 @@ def test_startup_breakdown_times_every_way_and_checks_results() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and " ms |" in line]
     labels = [row.split("|")[1].strip() for row in rows]
-    assert labels == ["bare two-fork prototype", "multiprocessing.Pool", "ProcessPoolExecutor",
-                      "shoal.Pool", "shoal.ProcessPoolExecutor"], proc.stdout
+    assert labels == [
+        "bare two-fork prototype", "multiprocessing.Pool", "shoal.Pool",
+        "multiprocessing.Pool, `with` block (terminate)", "shoal.Pool, `with` block (terminate)",
+        "ProcessPoolExecutor", "shoal.ProcessPoolExecutor",
+    ], proc.stdout
     for row in rows:  # constructor <= results <= closed: the phases are from the start
         made, got, done = (float(cell.strip().split()[0]) for cell in row.split("|")[2:5])
         assert made <= got <= done, row
