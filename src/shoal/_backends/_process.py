@@ -783,8 +783,9 @@ class ProcessBackend:
             ):
                 # Nothing can need a new worker now (nothing queued, none runs a chunk that
                 # could be retried): the zygote may end along with the workers. If none of
-                # its workers needs it to report an exit status (each is stopped as unneeded),
-                # it is killed rather than left to end after them, as on terminate.
+                # its workers still here needs it to report an exit status (each is stopped as
+                # unneeded, or none is left), it is killed rather than left to end after them,
+                # as on terminate.
                 if all(
                     w.stopping == _UNNEEDED
                     for w in self._workers.values()
