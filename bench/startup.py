@@ -1,6 +1,8 @@
 """Where a fresh pool's fixed cost goes: the ``fixed_cost`` workload (2 tasks on a new 2-worker
 pool) cut into its phases, for shoal and the stdlib, next to a bare two-fork prototype (a pipe
-per worker, the function sent once, no threads, no zygote: the floor the issue's prototype set).
+per worker, the function sent once, no threads, no zygote: the floor the issue's prototype set),
+and to the same prototype with a zygote, as DESIGN.md requires under fork (the floor for a
+design that keeps that rule).
 
 Phases, each a median over interleaved rounds, each round a fresh forked child:
 
@@ -28,6 +30,8 @@ import multiprocessing
 import os
 import pickle
 import resource
+import select
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -138,8 +142,77 @@ def _bare() -> list[float]:
     return [made - started, got - started, done - started]
 
 
+def _serve_bare(down_r: int, up_w: int) -> None:
+    """A bare worker: the function and its items down a pipe (none: end of file), results up."""
+    with os.fdopen(down_r, "rb") as inp, os.fdopen(up_w, "wb") as out:
+        if inp.peek(1):
+            fn, items = pickle.load(inp)
+            pickle.dump([fn(x) for x in items], out)
+
+
+def _bare_zygote() -> list[float]:
+    """The bare prototype under DESIGN.md's rule for fork: workers forked after the pool has a
+    thread come from a clean, single-threaded zygote. As in shoal.Pool, the first worker is
+    forked by the pool, forks the zygote before it runs anything of the user's, and the zygote
+    forks the second worker; the first takes both tasks (the second is still starting), and the
+    pool kills the zygote at the end and waits for all three."""
+    started = time.perf_counter()
+    down1_r, down1_w = os.pipe()
+    up1_r, up1_w = os.pipe()
+    down2_r, down2_w = os.pipe()
+    up2_r, up2_w = os.pipe()
+    rep_r, rep_w = os.pipe()  # the zygote's pid and its worker's
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd in (down1_w, up1_r, down2_w, up2_r, rep_r):
+                os.close(fd)
+            if os.fork() == 0:  # the zygote
+                for fd in (down1_r, up1_w):
+                    os.close(fd)
+                worker = os.fork()
+                if worker == 0:
+                    os.close(rep_w)
+                    _serve_bare(down2_r, up2_w)
+                    os._exit(0)
+                os.write(rep_w, f"{os.getpid()} {worker}".encode())
+                os.close(rep_w)
+                while True:
+                    signal.pause()  # until the pool kills it
+            for fd in (down2_r, up2_w, rep_w):
+                os.close(fd)
+            _serve_bare(down1_r, up1_w)
+            code = 0
+        finally:
+            os._exit(code)
+    for fd in (down1_r, up1_w, down2_r, up2_w, rep_w):
+        os.close(fd)
+    made = time.perf_counter()
+    with os.fdopen(down1_w, "wb") as f:
+        pickle.dump((tasks.square, ITEMS), f)
+    os.close(down2_w)  # nothing for the second: it ends at end of file
+    with os.fdopen(up1_r, "rb") as f:
+        out = pickle.load(f)
+    got = time.perf_counter()
+    with os.fdopen(rep_r, "rb") as f:
+        zygote, worker = (int(x) for x in f.read().split())
+    pidfds = [os.pidfd_open(zygote), os.pidfd_open(worker)]
+    os.kill(zygote, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for fd in pidfds:
+        select.select([fd], [], [])
+        os.close(fd)
+    os.close(up2_r)
+    done = time.perf_counter()
+    assert out == EXPECTED, out
+    return [made - started, got - started, done - started]
+
+
 WAYS: dict[str, Callable[[], list[float]]] = {
     "bare two-fork prototype": _bare,
+    "bare prototype with a zygote": _bare_zygote,
     "multiprocessing.Pool": _pool(multiprocessing.get_context().Pool),
     "shoal.Pool": _pool(shoal.Pool),
     "multiprocessing.Pool, `with` block (terminate)": _pool_with(
@@ -265,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "The *bare two-fork prototype* forks two processes, sends each the function and "
             "its items down a pipe and reads the results back: no thread, no zygote, nothing "
-            "to survive a crash or a hang. It is the floor, not a peer.",
+            "to survive a crash or a hang. It is the floor, not a peer. The *bare prototype "
+            "with a zygote* adds what DESIGN.md asks of a pool under fork (workers started "
+            "after the pool has a thread come from a clean, single-threaded zygote), arranged "
+            "as shoal.Pool does it: the first worker forks the zygote before it runs the "
+            "tasks, the zygote forks the second worker, and the end waits for all three.",
             "",
             *lines,
         ]

@@ -107,7 +107,8 @@ def test_startup_breakdown_times_every_way_and_checks_results() -> None:
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and " ms |" in line]
     labels = [row.split("|")[1].strip() for row in rows]
     assert labels == [
-        "bare two-fork prototype", "multiprocessing.Pool", "shoal.Pool",
+        "bare two-fork prototype", "bare prototype with a zygote", "multiprocessing.Pool",
+        "shoal.Pool",
         "multiprocessing.Pool, `with` block (terminate)", "shoal.Pool, `with` block (terminate)",
         "ProcessPoolExecutor", "shoal.ProcessPoolExecutor",
     ], proc.stdout

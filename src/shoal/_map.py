@@ -104,7 +104,10 @@ def map(
         job = ListJob(len(items), _PRESENTATION, None)
         job.progress = bar
         try:
-            submit_list(pool.submit, fn, ONE, items, size, job)
+            submit_list(
+                pool.submit, fn, ONE, items, size, job,
+                submit_many=getattr(pool, "submit_many", None),
+            )
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             job.fail_rest(exc)
         return job.get()  # type: ignore[no-any-return]

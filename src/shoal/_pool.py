@@ -367,7 +367,10 @@ class Pool:
         result.progress = make_progress(progress, len(items), getattr(func, "__name__", "map"))
         job = next(self._jobs)
         try:
-            submit_list(self._submit, func, mode, items, sizes, result, opts, job)
+            submit_list(
+                self._submit, func, mode, items, sizes, result, opts, job,
+                submit_many=getattr(self._backend, "submit_many", None),
+            )
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             result.fail_rest(exc)
         return result

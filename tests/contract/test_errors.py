@@ -7,6 +7,7 @@ stdlib class, and a note names the task, the worker's pid and the task's argumen
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import traceback
@@ -199,6 +200,19 @@ def test_unpicklable_argument_raises(penv: Env, call: Call) -> None:
     with pytest.raises(TypeError, match="refuses to be pickled"):
         call.run(penv, identity, items)
     _check_usable(penv)
+
+
+def test_map_runs_the_chunks_before_one_that_cannot_be_pickled(tmp_path: Any) -> None:
+    # The stdlib's task thread sends the chunks it could pickle before it meets the bad one, and
+    # they run; shoal pickles a map's later chunks in one go (submit_many) and still queues the
+    # ones before the bad one before it raises.
+    paths = [str(tmp_path / f"item{i}") for i in range(4)]
+    with shoal.Pool(2) as pool:
+        with pytest.raises(TypeError, match="refuses to be pickled"):
+            pool.map(_tasks.touch, [*paths, Unpicklable(), str(tmp_path / "after")], chunksize=1)
+        pool.close()
+        pool.join()
+    assert sorted(os.listdir(tmp_path)) == [f"item{i}" for i in range(4)]
 
 
 def test_submit_unpicklable_argument_gives_failed_future(penv: Env) -> None:

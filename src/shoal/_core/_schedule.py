@@ -82,18 +82,31 @@ def submit_list(
     sink: Sink,
     opts: Any = None,
     job: int = 0,
+    submit_many: Callable[[Iterable[Chunk]], None] | None = None,
 ) -> None:
     """Submit a list's items in chunks of ``chunksize`` (or of each size in turn, see
-    :func:`chunk_sizes`); a chunk that cannot be sent raises here."""
+    :func:`chunk_sizes`); a chunk that cannot be sent raises here. ``submit_many``: the
+    backend's way to queue the chunks after the first in one go (the first goes alone, so a
+    worker starts on it at once)."""
     if isinstance(chunksize, int):
         starts = range(0, len(items), chunksize)
         sizes: Sequence[int] = [chunksize] * len(starts)
     else:
         starts = list(itertools.accumulate(chunksize[:-1], initial=0))  # type: ignore[assignment]
         sizes = chunksize
-    for start, size in zip(starts, sizes, strict=True):
-        part = items[start : start + size]
-        submit(Chunk(fn, mode, part, range(start, start + len(part)), sink, opts, job))
+    chunks = (
+        Chunk(fn, mode, part, range(start, start + len(part)), sink, opts, job)
+        for start, size in zip(starts, sizes, strict=True)
+        for part in (items[start : start + size],)
+    )
+    if submit_many is None:
+        for chunk in chunks:
+            submit(chunk)
+        return
+    first = next(chunks, None)
+    if first is not None:
+        submit(first)
+        submit_many(chunks)
 
 
 def start_feeder(
