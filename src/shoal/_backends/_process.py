@@ -380,8 +380,8 @@ class ProcessBackend:
     def submit_many(self, chunks: Iterable[Chunk]) -> None:
         """Queue a map's chunks with one wake-up of the manager. Submitted one by one, each
         chunk woke the manager, which then held the GIL through a turn of its loop while this
-        thread waited to pickle the next: a warm 10,000-item map took twice as long as the
-        stdlib's. Raises, after queueing the chunks before it, if one cannot be pickled."""
+        thread waited to pickle the next. Raises, after queueing the chunks before it, if one
+        cannot be pickled."""
         epoch = self._epoch
         ready: list[Chunk] = []
         try:

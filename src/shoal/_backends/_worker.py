@@ -432,7 +432,6 @@ def serve(
     result_fd: int,
     slots: Any,
     slot_index: int,
-    before_user_code: Callable[[], None] | None = None,
     first_frame: bytes | None = None,
 ) -> int:
     """Run the worker protocol until told to quit or the parent goes away; returns the exit code.
@@ -442,10 +441,6 @@ def serve(
         result_fd: write end of the pipe results go back on.
         slots: the shared ``(chunk id, item)`` array, as a memoryview of int64.
         slot_index: this worker's slot.
-        before_user_code: run once, as late as possible but before any of the user's code
-            runs here and before this process starts a thread: just after the ready frame
-            without an initializer, else before the initializer (a pool's first worker forks
-            the zygote there, off the path to the first task).
         first_frame: the ``I`` frame, when this process was forked holding it (a pool's first
             worker): it starts without waiting for the parent to write it.
     """
@@ -460,12 +455,8 @@ def serve(
         initializer, initargs, max_tasks, init_logger, memory_limit, log_level, threads, segments,
         worker_exit,
     ) = loads(memoryview(first)[1:])
-    if before_user_code is not None and initializer is not None:
-        before_user_code()
-        before_user_code = None
-    # Before the initializer, which may load numpy; the rest after the first chunk. (After
-    # before_user_code: a zygote forked there caps its own workers, seeing no setting of ours.)
-    capping = cap_native_threads(threads) if before_user_code is None else None
+    # Before the initializer, which may load numpy; the rest after the first chunk.
+    capping = cap_native_threads(threads)
     # Checked once, before the initializer (which may change what this process may open).
     no_segments = probe(segments)
     begin_process_worker()  # before the initializer too, which may fill the state
@@ -490,9 +481,6 @@ def serve(
         _send(result_fd, b"Y1")
     else:
         _send(result_fd, b"Y0" + no_segments.encode(errors="replace"))
-    if before_user_code is not None:
-        before_user_code()  # while the parent hands us the first chunk
-        capping = cap_native_threads(threads)
     # The memory guard compares RSS with the size after the initializer (not USS: under fork,
     # merely reading inherited objects writes their reference counts and raises USS).
     baseline = _rss() if memory_limit is not None else 0
