@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.peers import PEERS, Peer
-from bench.runner import Cell
+from bench.runner import SMALL_SWEEP, Cell
 from bench.workloads import Workload
 
 __all__ = ["Row", "render", "summarize"]
@@ -249,7 +249,10 @@ def render(
     if sweeps.get("tasks"):
         out += ["", "## Sweep: number of tiny tasks", "",
                 "`x*x` on a fresh pool; time and cost per task. shoal and the libraries "
-                "fastest on the `tiny` workload.", ""]
+                "fastest on the `tiny` workload. Points up to "
+                f"{SMALL_SWEEP:,} tasks are medians of three times as many rounds (they take "
+                "milliseconds, and a fresh pool's start-up varies by about as much as their "
+                "added tasks cost).", ""]
         out += _sweep_table(sweeps["tasks"], peers, "tasks", per_task=1)
         fits = [(p.label, linearity(sweeps["tasks"], p.key)) for p in peers]
         fits = [(label, fit) for label, fit in fits if fit is not None]

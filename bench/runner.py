@@ -67,6 +67,9 @@ def peers_for(workload: Workload, peers: list[Peer]) -> list[Peer]:
 
 Log = Callable[[str], None]
 
+#: Task-count sweep points up to this many tasks get three times the rounds (see sweep_tasks).
+SMALL_SWEEP = 30_000
+
 
 def _default_log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -130,12 +133,17 @@ def sweep_tasks(
     counts: list[int], peers: list[Peer], repeat: int, log: Log = _default_log,
     timeout_scale: float = 1.0,
 ) -> dict[int, dict[str, Cell]]:
-    """Tiny tasks, 10^3 and up: how the cost grows with the number of tasks."""
+    """Tiny tasks, 10^3 and up: how the cost grows with the number of tasks.
+
+    Up to ``SMALL_SWEEP`` tasks a run takes milliseconds, and the noise of a fresh pool's
+    start-up (a millisecond or two on a shared machine) would swamp what the added tasks
+    cost: those points get three times the rounds (cheap: they are short)."""
     out = {}
     for n in counts:
         w = tiny_workload(n, name=f"tiny_{n}")
         w.serial = False
-        out[n] = run_grid([w], peers, repeat, timeout_scale, log)[w.name]
+        rounds = 3 * repeat if n <= SMALL_SWEEP else repeat
+        out[n] = run_grid([w], peers, rounds, timeout_scale, log)[w.name]
     return out
 
 
