@@ -427,12 +427,23 @@ def _rss() -> int:
         return int(psutil.Process().memory_info().rss)
 
 
+def _ready(result_fd: int, no_segments: str | None) -> None:
+    """Say this worker is ready: the parent gives work to workers that are up (whose
+    initializer ran). "1": large buffers may come as shared segments; else they must come in
+    the pickle (why not is for the parent's log)."""
+    if no_segments is None:
+        _send(result_fd, b"Y1")
+    else:
+        _send(result_fd, b"Y0" + no_segments.encode(errors="replace"))
+
+
 def serve(
     task_fd: int,
     result_fd: int,
     slots: Any,
     slot_index: int,
     first_frame: bytes | None = None,
+    setup: Callable[[], None] | None = None,
 ) -> int:
     """Run the worker protocol until told to quit or the parent goes away; returns the exit code.
 
@@ -443,6 +454,9 @@ def serve(
         slot_index: this worker's slot.
         first_frame: the ``I`` frame, when this process was forked holding it (a pool's first
             worker): it starts without waiting for the parent to write it.
+        setup: the rest of the process's set-up (its fds, its parent-death signal, its
+            output pipes), run before any code of the user's: without an initializer, after
+            the ready frame, so the first chunk is on its way meanwhile.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
     pid = os.getpid()
@@ -459,6 +473,10 @@ def serve(
     capping = cap_native_threads(threads)
     # Checked once, before the initializer (which may change what this process may open).
     no_segments = probe(segments)
+    if initializer is None:
+        _ready(result_fd, no_segments)
+    if setup is not None:
+        setup()
     begin_process_worker()  # before the initializer too, which may fill the state
     _forward_logging(result_fd, log_level)
     # Map-like calls with progress=True in a task send their counts here (P frames).
@@ -475,12 +493,7 @@ def serve(
             _send(result_fd, b"B" + dumps_result((repr(exc), _remote_tb(exc))))
             return 1
         del initializer, initargs
-    # Ready: the parent gives work to workers that are up. "1": large buffers may come as
-    # shared segments; else they must come in the pickle (why not is for the parent's log).
-    if no_segments is None:
-        _send(result_fd, b"Y1")
-    else:
-        _send(result_fd, b"Y0" + no_segments.encode(errors="replace"))
+        _ready(result_fd, no_segments)
     # The memory guard compares RSS with the size after the initializer (not USS: under fork,
     # merely reading inherited objects writes their reference counts and raises USS).
     baseline = _rss() if memory_limit is not None else 0

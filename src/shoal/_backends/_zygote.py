@@ -98,11 +98,14 @@ def direct_worker(
         _fork_zygote(
             zygote_sock, view, keep_fds, zygote_name, threads, (os.dup(1), os.dup(2)), ahead or []
         )
-    close_inherited_fds([*fds, *keep_fds])
-    set_parent_death_signal(parent)
     task_r, result_w, out_w, err_w = fds
-    redirect_output(out_w, err_w)
-    code = serve(task_r, result_w, view, slot, first_frame)
+
+    def setup() -> None:
+        close_inherited_fds([*fds, *keep_fds])
+        set_parent_death_signal(parent)
+        redirect_output(out_w, err_w)
+
+    code = serve(task_r, result_w, view, slot, first_frame, setup)
     flush_multiprocessing()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -242,12 +245,16 @@ def _fork_worker(
             sock.close()
             for fd in zygote_fds:
                 os.close(fd)
-            set_parent_death_signal(os.getppid())
             # What logging's processName and multiprocessing.current_process() show: the
             # worker's own name, as in a process multiprocessing starts, not the zygote's.
             multiprocessing.current_process().name = name
-            redirect_output(out_w, err_w)
-            code = serve(task_r, result_w, view, slot)
+            zygote = os.getppid()
+
+            def setup() -> None:
+                set_parent_death_signal(zygote)
+                redirect_output(out_w, err_w)
+
+            code = serve(task_r, result_w, view, slot, None, setup)
         finally:
             try:
                 # os._exit skips what a multiprocessing child does at exit: flushing the queues
