@@ -106,7 +106,7 @@ def map(
         try:
             submit_list(
                 pool.submit, fn, ONE, items, size, job,
-                submit_many=getattr(pool, "submit_many", None),
+                many=getattr(pool, "submit_many", None),
             )
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             job.fail_rest(exc)

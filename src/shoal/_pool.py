@@ -369,7 +369,7 @@ class Pool:
         try:
             submit_list(
                 self._submit, func, mode, items, sizes, result, opts, job,
-                submit_many=getattr(self._backend, "submit_many", None),
+                many=getattr(self._backend, "submit_many", None),
             )
         except Exception as exc:  # noqa: BLE001 - an item cannot be pickled
             result.fail_rest(exc)

@@ -202,17 +202,18 @@ def test_unpicklable_argument_raises(penv: Env, call: Call) -> None:
     _check_usable(penv)
 
 
-def test_map_runs_the_chunks_before_one_that_cannot_be_pickled(tmp_path: Any) -> None:
-    # The stdlib's task thread sends the chunks it could pickle before it meets the bad one, and
-    # they run; shoal pickles a map's later chunks in one go (submit_many) and still queues the
-    # ones before the bad one before it raises.
+def test_map_runs_every_chunk_but_one_that_cannot_be_pickled(tmp_path: Any) -> None:
+    # The stdlib's task thread pickles a map's chunks one by one, fails the one it cannot
+    # pickle and sends the others, which run; the map raises the pickling error. shoal pickles
+    # a map's later chunks in one go, some on its manager thread (submit_many), and does the same.
     paths = [str(tmp_path / f"item{i}") for i in range(4)]
+    after = str(tmp_path / "after")
     with shoal.Pool(2) as pool:
         with pytest.raises(TypeError, match="refuses to be pickled"):
-            pool.map(_tasks.touch, [*paths, Unpicklable(), str(tmp_path / "after")], chunksize=1)
+            pool.map(_tasks.touch, [*paths, Unpicklable(), after], chunksize=1)
         pool.close()
         pool.join()
-    assert sorted(os.listdir(tmp_path)) == [f"item{i}" for i in range(4)]
+    assert sorted(os.listdir(tmp_path)) == ["after", *(f"item{i}" for i in range(4))]
 
 
 def test_submit_unpicklable_argument_gives_failed_future(penv: Env) -> None:
@@ -305,3 +306,19 @@ def test_unpicklable_result_fails_only_that_item(penv: Env) -> None:
     with pytest.raises(shoal.EncodingError):
         next(it)
     assert list(it) == [3, 4]
+
+
+def test_map_past_the_eagerly_pickled_items() -> None:
+    # A map's chunks past its first EAGER_ITEMS items are cut from the list and pickled on the
+    # manager thread: they come back whole and in order, and one that cannot be pickled there
+    # fails the map with the pickling error, not a hang or a wrong answer.
+    from shoal._core._schedule import EAGER_ITEMS
+
+    n = EAGER_ITEMS * 3
+    with shoal.Pool(2) as pool:
+        assert pool.map(_tasks.square, range(n)) == [x * x for x in range(n)]
+        items: list[Any] = list(range(n))
+        items[-2] = Unpicklable()
+        with pytest.raises(TypeError, match="refuses to be pickled"):
+            pool.map(identity, items)
+        assert pool.map(_tasks.square, [3, 4]) == [9, 16]  # still usable

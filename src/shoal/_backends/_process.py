@@ -24,7 +24,6 @@ import traceback
 import types
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from typing import Any
 
 from shoal._backends._launch import WorkerHandle, make_launcher
@@ -56,6 +55,7 @@ from shoal._core._outcome import (
     BROKEN,
     CANCELLED,
     DIED,
+    RAISED,
     TIMEOUT,
     TRANSPORT,
     Failure,
@@ -66,7 +66,7 @@ from shoal._core._pickling import OUT_OF_BAND, digest, dumps, loads, mark_large_
 from shoal._core._relay import NestedProgress
 from shoal._core._state import ExitResults
 from shoal._core._stats import Statistics, StatsRecorder
-from shoal._core._task import CALL, Chunk
+from shoal._core._task import CALL, Chunk, ItemsLater
 from shoal._errors import TaskTimeout, WorkerDied
 
 __all__ = ["ProcessBackend"]
@@ -122,6 +122,11 @@ def _function_wire(
             _stable_wires.clear()
         _stable_wires[fn] = wire
     return wire
+
+
+def _unencoded(epoch: int) -> list[Any]:
+    """The wire of a chunk not pickled yet (see submit_many): only its epoch is known."""
+    return [None, None, None, 0, epoch, (), (), None]
 
 
 def _estimate_key(fn: Any) -> tuple[str, str] | None:
@@ -377,21 +382,29 @@ class ProcessBackend:
         self._pending.append(chunk)
         self._wake()
 
-    def submit_many(self, chunks: Iterable[Chunk]) -> None:
-        """Queue a map's chunks with one wake-up of the manager. Submitted one by one, each
-        chunk woke the manager, which then held the GIL through a turn of its loop while this
-        thread waited to pickle the next. Raises, after queueing the chunks before it, if one
-        cannot be pickled."""
+    def submit_many(self, chunks: list[Chunk], eager: int) -> None:
+        """Queue the rest of a map (its first chunk went through submit()) with one wake-up of
+        the manager: one by one, each chunk woke it, and its turn held the GIL while this
+        thread waited to pickle the next. The chunks' items are ``ItemsLater``: the first
+        ``eager`` chunks are cut and pickled here; the manager does the others, ahead of need
+        while it has nothing else to do, or when it hands them out. Pickled here, a million
+        tiny items held the GIL for tens of milliseconds (the items' pages are copied on
+        first touch after a fork) while the manager needed it to send the first chunks.
+
+        A chunk that cannot be pickled fails its own items with the error (which the map
+        raises), and the others run, as in the stdlib's Pool, whose task thread pickles."""
         epoch = self._epoch
-        ready: list[Chunk] = []
-        try:
-            for chunk in chunks:
-                chunk.wire = self._encode(chunk, epoch)
-                ready.append(chunk)
-        finally:
-            if ready:
-                self._pending.extend(ready)
-                self._wake()
+        for n, chunk in enumerate(chunks):
+            chunk.wire = _unencoded(epoch)
+            if n < eager:
+                if isinstance(chunk.items, ItemsLater):
+                    chunk.items = chunk.items.take()
+                try:
+                    chunk.wire = self._encode(chunk, epoch)
+                except Exception:  # noqa: BLE001 - the manager tries again, and fails its items
+                    pass
+        self._pending.extend(chunks)
+        self._wake()
 
     def _encode(self, chunk: Chunk, epoch: int) -> list[Any]:
         """A chunk's payload: ``[digest, function pickle, items pickle, chunk id, epoch
@@ -432,6 +445,31 @@ class ProcessBackend:
             chunk.wire = self._encode(chunk, 0)
         except BaseException as exc:  # noqa: BLE001
             self._deliver_all(chunk, Failure(TRANSPORT, exc))
+            return False
+        return True
+
+    def _encode_ahead(self) -> bool:
+        """Pickle one queued chunk of submit_many()'s while there is nothing else to do (the
+        workers are busy, or still starting), so that handing it out later costs no more than
+        a chunk the caller pickled; up to a few chunks per worker ahead. True if one was."""
+        for n, chunk in enumerate(self._pending):
+            if n >= 2 * self._max:
+                return False
+            if chunk.wire is not None and chunk.wire[0] is None:
+                if not self._encode_later(chunk):
+                    self._pending.remove(chunk)  # failed: its items were told so
+                return True
+        return False
+
+    def _encode_later(self, chunk: Chunk) -> bool:
+        """Cut and pickle a chunk of submit_many()'s; False if it cannot be pickled: its items
+        fail with the error, as if their call had raised it."""
+        if isinstance(chunk.items, ItemsLater):
+            chunk.items = chunk.items.take()
+        try:
+            chunk.wire = self._encode(chunk, chunk.wire[4])
+        except Exception as exc:  # noqa: BLE001
+            self._deliver_all(chunk, Failure(RAISED, exc))
             return False
         return True
 
@@ -534,9 +572,11 @@ class ProcessBackend:
                 if self._finished():
                     break
                 timeout = self._timeout()
-                self._asleep = True
+                self._asleep = True  # before the checks: a command posted after them wakes us
                 if self._commands or (self._pending and self._has_room()):
                     timeout = 0
+                elif self._pending and self._encode_ahead():
+                    timeout = 0  # look at the pipes, then go on pickling while they are quiet
                 events = sel.select(timeout)
                 self._asleep = False
                 for key, _mask in events:
@@ -825,6 +865,8 @@ class ProcessBackend:
                 continue
             if chunk.wire is None and not self._encode_retry(chunk):
                 continue  # a remainder or a retry that could not be encoded: failed
+            if chunk.wire[0] is None and not self._encode_later(chunk):
+                continue  # queued by submit_many, and it cannot be pickled: failed
             wire = chunk.wire
             fn_segments: tuple[Segment, ...] = wire[5]
             item_segments: tuple[Segment, ...] = wire[6]

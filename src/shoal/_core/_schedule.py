@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from shoal._core._outcome import RAISED, Failure
-from shoal._core._task import Chunk, Sink
+from shoal._core._task import Chunk, ItemsLater, Sink
 
 __all__ = [
     "MIN_CHUNK_SECONDS",
@@ -73,6 +73,14 @@ def iter_chunks(iterable: Iterable[Any], chunksize: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+#: A map's chunks that start within its first this many items are pickled in the caller's
+#: thread, the rest by the backend's (``submit_list``'s ``many``). The caller pickles while the
+#: backend's thread waits in system calls, but holds the GIL meanwhile: this many small items
+#: take a few milliseconds, under the interpreter's switch interval (5 ms), so the backend's
+#: thread is not kept from sending the first chunks for long.
+EAGER_ITEMS = 65_536
+
+
 def submit_list(
     submit: Callable[[Chunk], None],
     fn: Callable[..., Any],
@@ -82,31 +90,36 @@ def submit_list(
     sink: Sink,
     opts: Any = None,
     job: int = 0,
-    submit_many: Callable[[Iterable[Chunk]], None] | None = None,
+    many: Callable[[list[Chunk], int], None] | None = None,
 ) -> None:
     """Submit a list's items in chunks of ``chunksize`` (or of each size in turn, see
-    :func:`chunk_sizes`); a chunk that cannot be sent raises here. ``submit_many``: the
-    backend's way to queue the chunks after the first in one go (the first goes alone, so a
-    worker starts on it at once)."""
+    :func:`chunk_sizes`); a chunk that cannot be sent raises here.
+
+    ``many``: the backend's way to queue the chunks after the first in one go,
+    ``many(chunks, eager)``: their items are :class:`ItemsLater`; it cuts and pickles the first
+    ``eager`` of them in this thread, and its own thread the others. Only the first chunk then
+    raises (a function or items that cannot be pickled at all fail the call at once); a later
+    one that cannot be pickled fails its own items."""
     if isinstance(chunksize, int):
         starts = range(0, len(items), chunksize)
         sizes: Sequence[int] = [chunksize] * len(starts)
     else:
         starts = list(itertools.accumulate(chunksize[:-1], initial=0))  # type: ignore[assignment]
         sizes = chunksize
-    chunks = (
-        Chunk(fn, mode, part, range(start, start + len(part)), sink, opts, job)
-        for start, size in zip(starts, sizes, strict=True)
-        for part in (items[start : start + size],)
-    )
-    if submit_many is None:
-        for chunk in chunks:
-            submit(chunk)
-        return
-    first = next(chunks, None)
-    if first is not None:
-        submit(first)
-        submit_many(chunks)
+    bounds = [
+        (start, min(start + size, len(items))) for start, size in zip(starts, sizes, strict=True)
+    ]
+    for start, stop in bounds if many is None else bounds[:1]:
+        submit(Chunk(fn, mode, items[start:stop], range(start, stop), sink, opts, job))
+    if many is not None and len(bounds) > 1:
+        rest = [
+            Chunk(
+                fn, mode, ItemsLater(items, start, stop),  # type: ignore[arg-type]
+                range(start, stop), sink, opts, job,
+            )
+            for start, stop in bounds[1:]
+        ]
+        many(rest, sum(1 for start, _ in bounds[1:] if start < EAGER_ITEMS))
 
 
 def start_feeder(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-__all__ = ["CALL", "ONE", "STAR", "Chunk", "Sink"]
+__all__ = ["CALL", "ONE", "STAR", "Chunk", "ItemsLater", "Sink"]
 
 #: ``fn(*args, **kwargs)``; each item is an ``(args, kwargs)`` pair (apply, submit).
 CALL = 0
@@ -41,6 +41,21 @@ class Sink(Protocol):
         ``value`` is the result when ``ok``, else a :class:`shoal._core._outcome.Failure`.
         """
         ...
+
+
+class ItemsLater:
+    """A chunk's items not cut from the caller's list yet: the backend's own thread cuts them
+    (``take()``) when it pickles the chunk (see the process backend's ``submit_many``)."""
+
+    __slots__ = ("source", "start", "stop")
+
+    def __init__(self, source: Sequence[Any], start: int, stop: int) -> None:
+        self.source = source
+        self.start = start
+        self.stop = stop
+
+    def take(self) -> Sequence[Any]:
+        return self.source[self.start : self.stop]
 
 
 class Chunk:
