@@ -1155,6 +1155,14 @@ class ProcessBackend:
             return
         del msg, buffers
         packed, data = body[0], body[1]
+        if len(data) != len(chunk.indices):
+            # Never expected (a bug on one side or the other): fail the chunk's items rather
+            # than leave their call waiting for results that will not come, or misplace them.
+            self._deliver_all(chunk, Failure(TRANSPORT, RuntimeError(
+                f"shoal bug: worker pid {w.handle.pid} sent {len(data)} results for a chunk "
+                f"of {len(chunk.indices)} tasks; please report it"
+            ), pid=w.handle.pid))
+            return
         if traced:
             self._emit_tasks(w, chunk, packed, data, body[2], started_ns, ended_ns)
         del body
