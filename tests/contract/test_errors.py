@@ -322,3 +322,20 @@ def test_map_past_the_eagerly_pickled_items() -> None:
         with pytest.raises(TypeError, match="refuses to be pickled"):
             pool.map(identity, items)
         assert pool.map(_tasks.square, [3, 4]) == [9, 16]  # still usable
+
+
+def test_a_chunk_answered_with_too_few_results_fails_instead_of_waiting(monkeypatch: Any) -> None:
+    # Never expected: a bug that made a worker answer a chunk with fewer results than it had
+    # tasks. The call fails, naming it, rather than waiting for ever or misplacing results.
+    from shoal._backends import _worker
+
+    real = _worker._run_fast
+
+    def one_short(*args: Any) -> Any:
+        packed, values = real(*args)
+        return packed, values[:-1]
+
+    monkeypatch.setattr(_worker, "_run_fast", one_short)  # forked workers inherit it
+    bug = r"shoal bug: .* sent 3 results for a chunk of 4"
+    with shoal.Pool(1, context="fork") as pool, pytest.raises(shoal.TransportError, match=bug):
+        pool.map(_tasks.square, range(4), chunksize=4)
