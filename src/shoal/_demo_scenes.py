@@ -296,7 +296,9 @@ def daemon(scene: Scene) -> None:
 
 
 def shared_memory(scene: Scene) -> None:
-    timeline = scene.timeline("Pool(4), 100 tasks append to a Manager list")
+    timeline = scene.timeline(
+        "Pool(4): 100 tasks append to a Manager list, then 10 to a plain list"
+    )
     with Manager() as manager:
         shared: Any = manager.list([])
         plain: list[Any] = []
@@ -361,7 +363,7 @@ SCENES = [
         "at the same instant on different cores. Python threads are concurrent: the GIL lets one\n"
         "thread run Python code at a time, so CPU-bound work on 2 threads takes as long as doing\n"
         "it in turn, each task stretched to twice its CPU time. Processes each have their own\n"
-        "interpreter and run in parallel: on 2 cores, in half the time.",
+        "interpreter and run in parallel: on 2 idle cores, in about half the time.",
         "pool.map(burn, [cpu] * 4) on shoal.ThreadPool(2), then on shoal.Pool(2)",
         parallelism,
     ),
