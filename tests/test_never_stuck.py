@@ -6,11 +6,13 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import psutil
@@ -55,6 +57,12 @@ def hold_memory(megabytes: int) -> int:
 
 
 _HELD: bytearray | None = None
+
+
+def fail_when_told(fd: int) -> None:
+    """An initializer that fails once a byte arrives on the inherited pipe ``fd``."""
+    os.read(fd, 1)
+    raise RuntimeError("initializer failed when told to")
 
 
 # ---- retries --------------------------------------------------------------------------------
@@ -372,3 +380,40 @@ def test_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(shoal.BackendUnavailable, match=r"process.*thread"):
         shoal.map(faults.square, [1], backend="nope")
     assert issubclass(shoal.BackendUnavailable, LookupError)
+
+
+# ---- a broken pool ends -----------------------------------------------------------------------
+
+
+def test_a_start_request_read_after_the_break_starts_no_worker() -> None:
+    """A submission posts a request to start the workers; under load it was once read just after
+    a failed initializer broke the pool. A worker was started then (in the slot of the stopped
+    one), never got a frame, and shutdown(), then the interpreter's exit, waited for it for ever.
+    The order is forced here: the break itself posts the request, as the racing submission did."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    r, w = os.pipe()
+    try:
+        # Under fork, from the main thread, the first worker starts in the constructor.
+        ex = shoal.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("fork"), initializer=fail_when_told,
+            initargs=(r,),
+        )
+        backend = ex._backend
+        real_break = backend._break
+
+        def break_then_start(why: str) -> None:
+            real_break(why)
+            backend._command("start")
+
+        backend._break = break_then_start  # type: ignore[method-assign]
+        os.write(w, b"x")  # now the initializer fails
+        future = ex.submit(faults.square, 3)
+        with pytest.raises(BrokenProcessPool):
+            future.result(timeout=60)
+        ex.shutdown(wait=True, cancel_futures=True)  # returns: it waited for ever before
+        assert backend.statistics().workers_started == 1
+        left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+        assert not left  # no worker, nor the zygote, outlived the shutdown
+    finally:
+        os.close(r)
+        os.close(w)

@@ -708,7 +708,16 @@ class ProcessBackend:
             cmd = commands.popleft()
             what = cmd[0]
             if what == "start":
-                while self._live() < self._max and self._free_slots and not self._closing:
+                # Not once broken: a submission racing a failed initializer posts this, and it
+                # may be read after the break stopped the workers; one started then would get
+                # no frame (_schedule does nothing more when broken) and wait for ever.
+                while (
+                    self._live() < self._max
+                    and self._free_slots
+                    and not self._closing
+                    and self._broken is None
+                    and not self._terminating
+                ):
                     if self._launch() is None:
                         break
                 self._started.set()
@@ -740,6 +749,8 @@ class ProcessBackend:
         return slot
 
     def _launch(self) -> _Worker | None:
+        if self._broken is not None or self._terminating:
+            return None  # a broken or terminated pool starts no worker
         slot = self._take_slot()
         try:
             handle, fds = self._launch_in(slot)
@@ -787,6 +798,11 @@ class ProcessBackend:
         pending = self._pending
         if self._broken is not None:
             self._fail_all(BROKEN, RuntimeError(self._broken))
+            # Every worker is stopped on the break; should one have been added since, it is
+            # stopped too, or the pool's end would wait for it.
+            for w in list(self._workers.values()):
+                if not w.stopping:
+                    self._stop(w, BROKEN)
             return
         if self._terminating:
             self._cancel_pending("the pool was terminated before this task ran")
