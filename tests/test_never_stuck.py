@@ -417,3 +417,33 @@ def test_a_start_request_read_after_the_break_starts_no_worker() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_submission_that_races_the_end_of_a_broken_pool_fails() -> None:
+    """A submission checks that the pool is not broken, then queues its chunk. Between the two,
+    a failed initializer can break the pool and its manager end with its last worker: the chunk
+    was queued where no one would look, and its future waited for ever. The order is forced
+    here: the initializer fails once the check is passed, the chunk is queued once the manager
+    has ended."""
+    r, w = os.pipe()
+    try:
+        ex = shoal.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("fork"), initializer=fail_when_told,
+            initargs=(r,),
+        )
+        backend = ex._backend
+        real_submit = backend.submit
+
+        def submit_once_ended(chunk: object) -> None:
+            os.write(w, b"x")  # the check is passed: now the initializer fails
+            assert backend.join(60)  # broken, its worker gone: the manager has ended
+            real_submit(chunk)
+
+        backend.submit = submit_once_ended
+        future = ex.submit(faults.square, 3)
+        with pytest.raises(BrokenProcessPool):
+            future.result(timeout=60)
+        ex.shutdown(wait=True)
+    finally:
+        os.close(r)
+        os.close(w)

@@ -381,6 +381,8 @@ class ProcessBackend:
         chunk.wire = self._encode(chunk, self._epoch)
         self._pending.append(chunk)
         self._wake()
+        if self._ended.is_set():
+            self._fail_left_behind()
 
     def submit_many(self, chunks: list[Chunk], eager: int) -> None:
         """Queue the rest of a map (its first chunk went through submit()) with one wake-up of
@@ -405,6 +407,8 @@ class ProcessBackend:
                     pass
         self._pending.extend(chunks)
         self._wake()
+        if self._ended.is_set():
+            self._fail_left_behind()
 
     def _encode(self, chunk: Chunk, epoch: int) -> list[Any]:
         """A chunk's payload: ``[digest, function pickle, items pickle, chunk id, epoch
@@ -1560,9 +1564,27 @@ class ProcessBackend:
         weakref.finalize(self, self._slots.close)
         self._started.set()
         self._ended.set()
+        self._fail_left_behind()
         for cmd in list(self._commands):
             if cmd[0] == "settle":
                 cmd[1].set()
+
+    def _fail_left_behind(self) -> None:
+        """Fail chunks queued as the manager ends or after: a submission that found the pool
+        unbroken a moment before a failed initializer broke it, whose manager then ended with
+        its last worker, queues its chunk where no one would look. The manager calls this once
+        it has set ``_ended``, a submitter once it has queued a chunk and sees ``_ended`` set:
+        one of them finds the chunk (each is taken once), and its call fails, never waits."""
+        if self._broken is not None:
+            failure = Failure(BROKEN, RuntimeError(self._broken))
+        else:
+            failure = Failure(CANCELLED, RuntimeError("the pool had ended before this task ran"))
+        while True:
+            try:
+                chunk = self._pending.popleft()
+            except IndexError:
+                return
+            self._deliver_all(chunk, failure)
 
 
 def _close_fds(*fds: int) -> None:
