@@ -5,8 +5,9 @@
 * ``futures-3.13``: CPython 3.13's ``test.test_concurrent_futures`` package against shoal's
   executors (the package exists only on 3.13).
 
-Others: ``python3 -m nox -s tests-3.12``, ``python3 -m nox -s slow`` (soak and the full stdlib
-suites on every start method), ``python3 -m nox -s lint``.
+Others: ``python3 -m nox -s tests-3.12``, ``python3 -m nox -s slow`` (soak, and the stdlib
+multiprocessing suite under forkserver: with the default sessions, the stdlib suites then ran
+on every start method), ``python3 -m nox -s lint``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def futures(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def slow(session: nox.Session) -> None:
-    """Everything marked slow: soak, the full stdlib suites on every start method."""
+    """Everything marked slow: soak, and the stdlib multiprocessing suite under forkserver."""
     _install(session)
     session.run("python", "-m", "pytest", "-m", "slow", *session.posargs)
 

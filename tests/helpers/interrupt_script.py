@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -32,6 +33,10 @@ def say(**kw: object) -> None:
 
 def main() -> None:
     kind, where, path, interactive = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+    # Act as a program started from a terminal whatever started the test run: one started in the
+    # background of a non-interactive shell (`nox ... &`, some CI runners) inherits SIGINT
+    # ignored, and then Python installs no KeyboardInterrupt handler and the SIGINT is lost.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if kind == "pool":
         pool: object = shoal.Pool(2)
     elif kind == "threadpool":
