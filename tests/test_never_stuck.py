@@ -3,6 +3,7 @@ the memory guard, bad parameters. Time bounds are generous ceilings unless the i
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -385,19 +387,29 @@ def test_unknown_backend_names_the_known_ones() -> None:
 # ---- a broken pool ends -----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def executor_failing_when_told() -> Iterator[tuple[shoal.ProcessPoolExecutor, int]]:
+    """A one-worker fork executor, whose worker (started by the constructor: fork, main thread)
+    fails its initializer once a byte is written to the fd given with it."""
+    r, w = os.pipe()
+    try:
+        ex = shoal.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("fork"), initializer=fail_when_told,
+            initargs=(r,),
+        )
+        yield ex, w
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def test_a_start_request_read_after_the_break_starts_no_worker() -> None:
     """A submission posts a request to start the workers; under load it was once read just after
     a failed initializer broke the pool. A worker was started then (in the slot of the stopped
     one), never got a frame, and shutdown(), then the interpreter's exit, waited for it for ever.
     The order is forced here: the break itself posts the request, as the racing submission did."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    r, w = os.pipe()
-    try:
-        # Under fork, from the main thread, the first worker starts in the constructor.
-        ex = shoal.ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("fork"), initializer=fail_when_told,
-            initargs=(r,),
-        )
+    with executor_failing_when_told() as (ex, tell):
         backend = ex._backend
         real_break = backend._break
 
@@ -406,17 +418,14 @@ def test_a_start_request_read_after_the_break_starts_no_worker() -> None:
             backend._command("start")
 
         backend._break = break_then_start  # type: ignore[method-assign]
-        os.write(w, b"x")  # now the initializer fails
+        os.write(tell, b"x")  # now the initializer fails
         future = ex.submit(faults.square, 3)
         with pytest.raises(BrokenProcessPool):
             future.result(timeout=60)
         ex.shutdown(wait=True, cancel_futures=True)  # returns: it waited for ever before
         assert backend.statistics().workers_started == 1
-        left = {p.pid for p in psutil.Process().children(recursive=True)} - before
-        assert not left  # no worker, nor the zygote, outlived the shutdown
-    finally:
-        os.close(r)
-        os.close(w)
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert not left  # no worker, nor the zygote, outlived the shutdown
 
 
 def test_a_submission_that_races_the_end_of_a_broken_pool_fails() -> None:
@@ -425,25 +434,17 @@ def test_a_submission_that_races_the_end_of_a_broken_pool_fails() -> None:
     was queued where no one would look, and its future waited for ever. The order is forced
     here: the initializer fails once the check is passed, the chunk is queued once the manager
     has ended."""
-    r, w = os.pipe()
-    try:
-        ex = shoal.ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("fork"), initializer=fail_when_told,
-            initargs=(r,),
-        )
+    with executor_failing_when_told() as (ex, tell):
         backend = ex._backend
         real_submit = backend.submit
 
         def submit_once_ended(chunk: object) -> None:
-            os.write(w, b"x")  # the check is passed: now the initializer fails
+            os.write(tell, b"x")  # the check is passed: now the initializer fails
             assert backend.join(60)  # broken, its worker gone: the manager has ended
             real_submit(chunk)
 
-        backend.submit = submit_once_ended
+        backend.submit = submit_once_ended  # type: ignore[method-assign]
         future = ex.submit(faults.square, 3)
         with pytest.raises(BrokenProcessPool):
             future.result(timeout=60)
         ex.shutdown(wait=True)
-    finally:
-        os.close(r)
-        os.close(w)
