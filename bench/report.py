@@ -31,6 +31,16 @@ class Row:
         return self.shoal_time / self.peer_time
 
 
+#: What is known of why shoal is slower on a workload, when it is: said next to the number.
+SLOWER_WHY = {
+    "fixed_cost": (
+        "Under fork a pool keeps a zygote (DESIGN.md), so that a worker it starts later never "
+        "inherits a lock held by a thread of the pool's process at that moment "
+        "(`tests/test_fork_safety.py`): a third process to fork and to end. `python -m bench.startup` (docs/startup.md) measures the floor of "
+        "that rule, a bare prototype with a zygote, against the stdlib."
+    ),
+}
+
 def _best(cells: dict[str, Cell], keys: list[str]) -> tuple[str | None, float | None]:
     timed = [(cells[k].median, k) for k in keys if k in cells and cells[k].median is not None]
     if not timed:
@@ -234,7 +244,9 @@ def render(
         out += ["", "Where shoal is slower than the fastest peer (by more than 5%):", ""]
         for r in sorted(slower, key=lambda r: -(r.ratio or 0)):
             out.append(f"- `{r.workload.name}`: {_x(r.ratio)} of {labels.get(r.peer_key or '')} "
-                       f"({_t(r.shoal_time)} against {_t(r.peer_time)}).")
+                       f"({_t(r.shoal_time)} against {_t(r.peer_time)})."
+                       + (f" {SLOWER_WHY[r.workload.name]}" if r.workload.name in SLOWER_WHY
+                          else ""))
     if chart:
         out += ["", f"![sweeps and ratios]({chart})"]
 
