@@ -36,10 +36,12 @@ SLOWER_WHY = {
     "fixed_cost": (
         "Under fork a pool keeps a zygote (DESIGN.md), so that a worker it starts later never "
         "inherits a lock held by a thread of the pool's process at that moment "
-        "(`tests/test_fork_safety.py`): a third process to fork and to end. `python -m bench.startup` (docs/startup.md) measures the floor of "
-        "that rule, a bare prototype with a zygote, against the stdlib."
+        "(`tests/test_fork_safety.py`): a third process to fork and to end. "
+        "`python -m bench.startup` (docs/startup.md) measures the floor of that rule, a bare "
+        "prototype with a zygote, against the stdlib."
     ),
 }
+
 
 def _best(cells: dict[str, Cell], keys: list[str]) -> tuple[str | None, float | None]:
     timed = [(cells[k].median, k) for k in keys if k in cells and cells[k].median is not None]

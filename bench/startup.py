@@ -236,8 +236,8 @@ STDLIB_WAYS = (
 def _in_child(run: Callable[[], list[float]]) -> list[float]:
     """One run in a fresh forked child, in the harness ``python -m bench`` times its runs in
     (``bench.isolate``: a process group of its own, a watchdog thread that dumps a hung run's
-    stacks): its phase times and its page faults. The harness matters: in a child with a
-    thread, every fork costs more, and a pool that forks three processes pays it three times."""
+    stacks): its phase times and its page faults, comparable with the benchmark's
+    ``fixed_cost`` row."""
 
     def child() -> dict[str, Any]:
         before = _faults()
